@@ -1,0 +1,173 @@
+"""The `kvae-bench` command line. Heavy modules are imported inside the commands.
+
+Errors a user can fix print one line and exit 1; usage errors exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from kvae_bench.errors import UserError
+
+ENV_NAMES = ("box", "gravity", "polygon", "pendulum", "pong")  # == simulators.ENVS, kept light
+
+
+def user_errors(fn):
+    """Turn UserError (and data-format errors) into click's one-line error, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from kvae_bench.h5io import DataFormatError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, DataFormatError) as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kvae-bench")
+def main() -> None:
+    """kvae-bench: physics videos, the Kalman VAE and baselines, benchmarked."""
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--param")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@main.command()
+@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file  [default: data/ENV.h5]")
+@click.option("--train", "n_train", type=int, default=5000, show_default=True,
+              help="Training sequences.")
+@click.option("--test", "n_test", type=int, default=1000, show_default=True,
+              help="Test sequences.")
+@click.option("--steps", type=int, default=20, show_default=True, help="Frames per sequence.")
+@click.option("--size", type=int, help="Frame size in pixels  [default: 32]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, help="Processes  [default: CPU count, at most 8]")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override an environment parameter, e.g. gravity=0,9.8 or speed_max=20 "
+                   "(repeatable; see `kvae-bench envs`).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@user_errors
+def generate(env, out, n_train, n_test, steps, size, seed, workers, params, overwrite):
+    """Simulate ENV and write train/test videos to an HDF5 file."""
+    from simulators.generate import generate as run
+
+    overrides = parse_params(params)
+    if size is not None:
+        overrides["size"] = str(size)
+    out = out or Path("data") / f"{env}.h5"
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose --out")
+    try:
+        path = run(out, env, n_train=n_train, n_test=n_test, steps=steps, seed=seed,
+                   params=overrides, workers=workers, overwrite=overwrite)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    size_mb = path.stat().st_size / 2**20
+    click.echo(f"wrote {path} ({size_mb:.1f} MiB): {n_train} train + {n_test} test sequences "
+               f"of {steps} frames; inspect it with `kvae-bench inspect {path}`")
+
+
+@main.command()
+def envs() -> None:
+    """List the environments and their parameters with defaults."""
+    import dataclasses
+
+    import simulators
+    from simulators.base import format_value
+
+    for name, (cls, params_cls) in simulators.ENVS.items():
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        click.echo(f"{name}: {doc}")
+        click.echo(f"  states: {', '.join(cls.columns)}")
+        defaults = params_cls()
+        values = [f"{f.name}={format_value(getattr(defaults, f.name))}"
+                  for f in dataclasses.fields(params_cls)]
+        click.echo(f"  params: {' '.join(values)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--gif", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a GIF grid of a few test sequences here.")
+@click.option("--n", "n_gif", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Sequences in the GIF.")
+@user_errors
+def inspect(file, gif, n_gif):
+    """Validate a dataset file and print its metadata and statistics."""
+    from kvae_bench import h5io
+
+    try:
+        meta = h5io.read_meta(file)
+    except FileNotFoundError:
+        raise UserError(f"{file} not found: create it with `kvae-bench generate`") from None
+    click.echo(f"{file}: {meta['schema']} v{meta['schema_version']}, env {meta['env']}, "
+               f"seed {meta['seed']}, dt {meta['dt']:g}, generator {meta['generator_version']}, "
+               f"created {meta['created_utc']}, commit {meta.get('git_commit') or 'unknown'}")
+    params = " ".join(f"{k}={v}" for k, v in meta["env_params"].items())
+    click.echo(f"params: {params}")
+    for split in h5io.SPLITS:
+        data = h5io.read(file, split)
+        n, t, h, w = data.frames.shape
+        fg = (data.frames > 127).sum(axis=(2, 3))
+        click.echo(f"{split}: {n} sequences x {t} frames of {h}x{w}; states "
+                   f"{', '.join(data.columns) or '(none)'}")
+        click.echo(f"  foreground pixels per frame: mean {fg.mean():.1f}, min {fg.min()}, "
+                   f"max {fg.max()}; empty frames: {(fg == 0).sum()}")
+        for j, col in enumerate(data.columns):
+            v = data.states[..., j]
+            click.echo(f"  {col:<18} min {v.min():9.3f}  mean {v.mean():9.3f}  "
+                       f"max {v.max():9.3f}")
+    if gif:
+        from kvae_bench.viz import video_grid, write_gif
+
+        test = h5io.read(file, "test", limit=n_gif)
+        try:
+            write_gif(gif, video_grid(test.frames), fps=5)
+        except OSError as e:
+            raise UserError(f"cannot write {gif}: {e.strerror or e}") from None
+        click.echo(f"wrote {gif} ({len(test.frames)} test sequences)")
+
+
+@main.command("import-npz")
+@click.argument("train_npz", type=click.Path(path_type=Path))
+@click.argument("test_npz", type=click.Path(path_type=Path))
+@click.option("--env", type=click.Choice(ENV_NAMES), required=True,
+              help="Which environment the videos show.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--dt", type=float, default=0.2, show_default=True, help="Time between frames.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@user_errors
+def import_npz(train_npz, test_npz, env, out, dt, overwrite):
+    """Convert the 2017 data format (npz with `images`, optional `state`) to HDF5."""
+    from kvae_bench.importer import import_npz as run
+
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose --out")
+    try:
+        path, counts = run(train_npz, test_npz, env=env, out=out, dt=dt, overwrite=overwrite)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    click.echo(f"wrote {path}: {counts['train']} train + {counts['test']} test sequences")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""THE dataset file format; numpy and h5py only. No other module knows this layout.
+
+    root attrs: schema = "kvae-bench/video", schema_version = 1, env, env_params (JSON string),
+                seed, dt, steps, image_size, generator_version, created_utc, git_commit (or "")
+    /<split>/frames  uint8 (N, T, H, W), 0 = background, 255 = foreground; chunk = one sequence
+    /<split>/states  float32 (N, T, S): the physical state that frame t shows;
+                     attr columns = state names (S strings)
+
+Splits are "train" and "test". Files are written atomically: `Writer` builds a temporary file
+beside the target and renames it into place only when everything is written, so a crash or
+Ctrl-C never leaves a partial file at the target path.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SCHEMA = "kvae-bench/video"
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test")
+GZIP_LEVEL = 4
+REQUIRED_ATTRS = ("schema", "schema_version", "env", "env_params", "seed", "dt", "steps",
+                  "image_size", "generator_version", "created_utc")
+
+
+class DataFormatError(ValueError):
+    """The file is not a valid kvae-bench dataset; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class Split:
+    frames: np.ndarray  # (N, T, H, W) uint8
+    states: np.ndarray  # (N, T, S) float32
+    columns: tuple[str, ...]
+
+
+class Writer:
+    """Write a dataset split by split, sequence block by block; atomic on success.
+
+        with Writer("data/box.h5", attrs) as w:
+            w.create_split("train", n=5000, steps=20, size=32, columns=("x", "y", "vx", "vy"))
+            w.write("train", start=0, frames=f, states=s)
+
+    On an exception inside the block the temporary file is removed and the target untouched.
+    Raises OSError early (on enter) if the target's folder cannot be written.
+    """
+
+    def __init__(self, path: str | os.PathLike, attrs: dict, overwrite: bool = False):
+        self.path = Path(path)
+        self.attrs = attrs
+        self.overwrite = overwrite
+        self._tmp: Path | None = None
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> "Writer":
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path} exists")
+        for parent in (self.path.parent, *self.path.parent.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a folder")
+                break
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:
+            self._file = h5py.File(self._tmp, "w", track_order=True)
+            attrs = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **self.attrs}
+            for key, value in attrs.items():
+                self._file.attrs[key] = value
+        except BaseException:
+            self._discard()
+            raise
+        return self
+
+    def create_split(self, split: str, n: int, steps: int, size: int,
+                     columns: tuple[str, ...]) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        group = self._file.create_group(split)
+        group.create_dataset("frames", shape=(n, steps, size, size), dtype=np.uint8,
+                             chunks=(1, steps, size, size) if n else None,
+                             compression="gzip" if n else None,
+                             compression_opts=GZIP_LEVEL if n else None,
+                             shuffle=False, track_times=False)
+        states = group.create_dataset("states", shape=(n, steps, len(columns)),
+                                      dtype=np.float32, track_times=False)
+        states.attrs["columns"] = list(columns)
+
+    def write(self, split: str, start: int, frames: np.ndarray, states: np.ndarray) -> None:
+        """frames (n, T, H, W) uint8 and states (n, T, S) for sequences start .. start+n-1."""
+        stop = start + len(frames)
+        self._file[split]["frames"][start:stop] = frames
+        self._file[split]["states"][start:stop] = states
+
+    def write_encoded(self, split: str, start: int, chunks: list[bytes],
+                      states: np.ndarray) -> None:
+        """Like `write`, with frames already compressed by `encode_frames` (which can run in
+        the worker processes, leaving the writer only the disk to do)."""
+        frames = self._file[split]["frames"]
+        for k, chunk in enumerate(chunks):
+            frames.id.write_direct_chunk((start + k, 0, 0, 0), chunk)
+        self._file[split]["states"][start:start + len(chunks)] = states
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._file.close()
+            self._file = None
+            os.chmod(self._tmp, 0o644)  # mkstemp makes it private; a dataset is for reading
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:
+                pass
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def encode_frames(frames: np.ndarray) -> list[bytes]:
+    """frames (n, T, H, W) uint8 -> one compressed HDF5 chunk (a gzip-filter zlib stream) per
+    sequence, for `Writer.write_encoded`."""
+    if frames.dtype != np.uint8 or frames.ndim != 4:
+        raise ValueError(f"frames must be uint8 (n, T, H, W), got {frames.dtype} {frames.shape}")
+    return [zlib.compress(np.ascontiguousarray(seq).tobytes(), GZIP_LEVEL) for seq in frames]
+
+
+def _as_str(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """Validated root attributes plus {"splits": {name: {"n", "steps", "size", "columns"}}}.
+    Raises DataFormatError naming what is wrong (not HDF5, foreign schema, bad shapes...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataFormatError(f"{path} is not an HDF5 file ({e})") from None
+    with f:
+        attrs = {k: (_as_str(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
+        if attrs.get("schema") != SCHEMA:
+            raise DataFormatError(f"{path}: not a kvae-bench dataset "
+                                  f"(schema {attrs.get('schema')!r}, expected {SCHEMA!r})")
+        version = int(attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise DataFormatError(f"{path}: schema_version {version}, this code reads "
+                                  f"{SCHEMA_VERSION}; regenerate it with `kvae-bench generate`")
+        missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+        if missing:
+            raise DataFormatError(f"{path}: missing attributes {', '.join(missing)}")
+        try:
+            attrs["env_params"] = json.loads(attrs["env_params"])
+        except json.JSONDecodeError:
+            raise DataFormatError(f"{path}: env_params is not valid JSON") from None
+        for key in ("seed", "steps", "image_size", "schema_version"):
+            attrs[key] = int(attrs[key])
+        attrs["dt"] = float(attrs["dt"])
+        attrs["splits"] = {}
+        for split in SPLITS:
+            if split not in f:
+                raise DataFormatError(f"{path}: missing group /{split}")
+            attrs["splits"][split] = _check_split(path, f[split], attrs)
+    return attrs
+
+
+def _check_split(path: Path, group, attrs: dict) -> dict:
+    name = group.name
+    for key in ("frames", "states"):
+        if key not in group or not isinstance(group[key], h5py.Dataset):
+            raise DataFormatError(f"{path}: missing dataset {name}/{key}")
+    frames, states = group["frames"], group["states"]
+    if frames.dtype != np.uint8 or frames.ndim != 4:
+        raise DataFormatError(f"{path}: {name}/frames must be uint8 (N, T, H, W), "
+                              f"got {frames.dtype} {frames.shape}")
+    n, steps, h, w = frames.shape
+    if (steps, h, w) != (attrs["steps"], attrs["image_size"], attrs["image_size"]):
+        raise DataFormatError(f"{path}: {name}/frames shape {frames.shape} does not match "
+                              f"steps={attrs['steps']}, image_size={attrs['image_size']}")
+    if states.dtype != np.float32 or states.ndim != 3 or states.shape[:2] != (n, steps):
+        raise DataFormatError(f"{path}: {name}/states must be float32 ({n}, {steps}, S), "
+                              f"got {states.dtype} {states.shape}")
+    columns = tuple(_as_str(c) for c in states.attrs.get("columns", ()))
+    if len(columns) != states.shape[2]:
+        raise DataFormatError(f"{path}: {name}/states has {states.shape[2]} columns but "
+                              f"{len(columns)} column names")
+    return {"n": n, "steps": steps, "size": h, "columns": columns}
+
+
+def read(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
+    """Load one split into memory (the first `limit` sequences if given), after validation."""
+    meta = read_meta(path)
+    if split not in meta["splits"]:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    with h5py.File(path, "r") as f:
+        group = f[split]
+        sl = slice(None) if limit is None else slice(0, limit)
+        return Split(frames=group["frames"][sl], states=group["states"][sl],
+                     columns=meta["splits"][split]["columns"])

@@ -1,0 +1,197 @@
+"""The Simulator protocol, parameter handling, substepping and the rollout loop.
+
+Coordinates everywhere (parameters, physics, states) are the frame's pixel units: x = column,
+y = row from the top, so +y points down and gravity (0, 5) pulls toward the bottom of the frame.
+Pixel (r, c) covers [c, c+1) x [r, r+1); its centre is (c + 0.5, r + 0.5).
+
+A wall drawn as a 1-pixel line through pixel centres is, physically, a segment through those
+centres with radius 0.5 (1.0 for a slanted line, whose stair-step pixels stray up to half a
+pixel from the exact line): the ball bounces off the line's inner pixel edge and is never drawn
+over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+import pymunk
+
+from simulators.render import Canvas
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Parameters every environment has. Lengths in pixels, times in the simulator's units."""
+
+    size: int = 32  # frame is size x size pixels
+    dt: float = 0.2  # time between frames
+    radius: float = 3.0  # ball radius
+    max_substep_px: float = 0.25  # the ball moves at most this far per physics substep
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent parameter."""
+        if self.size < 16:
+            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+        if not self.dt > 0:
+            raise ValueError(f"dt must be positive, got {self.dt}")
+        if not 1 <= self.radius <= self.size / 4:
+            raise ValueError(f"radius must be in [1, size/4], got {self.radius}")
+        if not self.max_substep_px > 0:
+            raise ValueError(f"max_substep_px must be positive, got {self.max_substep_px}")
+
+
+class Simulator(Protocol):
+    """One environment. `reset` builds a fresh pymunk Space (pymunk caches contact impulses
+    inside a space, so reusing one would couple sequences); `state` and `draw` describe the
+    same instant; `step` advances by params.dt."""
+
+    params: SimParams
+    columns: ClassVar[tuple[str, ...]]
+
+    def reset(self, rng: np.random.Generator) -> None: ...
+
+    def state(self) -> tuple[float, ...]: ...  # (S,)
+
+    def draw_static(self, canvas: Canvas) -> None: ...
+
+    def draw(self, canvas: Canvas) -> None: ...
+
+    def step(self) -> None: ...
+
+
+def rollout(sim: Simulator, steps: int, rng: np.random.Generator, canvas: Canvas):
+    """Run one sequence: frames (T, H, W) uint8 and states (T, S) float32, where states[t]
+    is the physical state that frame t shows (state and picture are taken before stepping)."""
+    sim.reset(rng)
+    canvas.reset()
+    sim.draw_static(canvas)
+    canvas.bake_background()
+    size = sim.params.size
+    frames = np.empty((steps, size, size), dtype=np.uint8)
+    states = np.empty((steps, len(sim.columns)), dtype=np.float32)
+    for t in range(steps):
+        states[t] = sim.state()
+        canvas.clear()
+        sim.draw(canvas)
+        canvas.pixels(out=frames[t])
+        if t + 1 < steps:
+            sim.step()
+    return frames, states
+
+
+def substeps(speed_bound: float, dt: float, max_px: float) -> int:
+    """Number of equal substeps so that a body no faster than speed_bound moves at most
+    max_px per substep (no tunnelling, penetration below max_px)."""
+    return max(1, math.ceil(speed_bound * dt / max_px))
+
+
+def new_space(gravity: tuple[float, float] = (0.0, 0.0)) -> pymunk.Space:
+    """A fresh space with tight contact tolerances (allowed overlap 0.01 px)."""
+    space = pymunk.Space()
+    space.gravity = gravity
+    space.collision_slop = 0.01
+    return space
+
+
+def add_ball(space: pymunk.Space, position, velocity, radius: float, elasticity: float = 1.0):
+    """A frictionless dynamic ball of mass 1."""
+    body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, radius))
+    body.position = tuple(float(v) for v in position)
+    body.velocity = tuple(float(v) for v in velocity)
+    shape = pymunk.Circle(body, radius)
+    shape.elasticity = elasticity
+    shape.friction = 0.0
+    space.add(body, shape)
+    return body
+
+
+def wall_radius(a, b) -> float:
+    """Physical half-thickness of a 1-pixel line from pixel a to pixel b (see module doc)."""
+    return 0.5 if a[0] == b[0] or a[1] == b[1] else 1.0
+
+
+def add_walls(space: pymunk.Space, pixels: list[tuple[int, int]], elasticity: float = 1.0):
+    """Closed chain of static walls through the centres of the given pixels (col, row)."""
+    for a, b in zip(pixels, pixels[1:] + pixels[:1]):
+        seg = pymunk.Segment(space.static_body, (a[0] + 0.5, a[1] + 0.5),
+                             (b[0] + 0.5, b[1] + 0.5), wall_radius(a, b))
+        seg.elasticity = elasticity
+        seg.friction = 0.0
+        space.add(seg)
+
+
+def random_velocity(rng: np.random.Generator, speed_range: tuple[float, float]) -> np.ndarray:
+    """Speed U[lo, hi], direction U[0, 360) degrees."""
+    speed = rng.uniform(*speed_range)
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    return speed * np.array([math.cos(angle), math.sin(angle)])
+
+
+# ---- parameters from the command line -------------------------------------------------------
+
+
+def param_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def parse_value(name: str, text: str, default):
+    """Parse `text` as the type of `default`: int, float, a tuple of floats ("0,-9.8") or a
+    tuple of points ("3,1;1,15;8,30")."""
+    try:
+        if isinstance(default, bool):
+            raise TypeError("no boolean parameters")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple) and default and isinstance(default[0], tuple):
+            points = tuple(tuple(float(v) for v in p.split(",")) for p in text.split(";"))
+            if any(len(p) != len(default[0]) for p in points):
+                raise ValueError
+            return points
+        if isinstance(default, tuple):
+            values = tuple(float(v) for v in text.split(","))
+            if len(values) != len(default):
+                raise ValueError
+            return values
+    except ValueError:
+        pass
+    example = {int: "an integer", float: "a number"}.get(type(default))
+    if example is None:
+        example = f"like {format_value(default)}"
+    raise ValueError(f"parameter {name}={text!r}: expected {example}")
+
+
+def format_value(value) -> str:
+    """Inverse of parse_value, for messages."""
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return ";".join(",".join(f"{v:g}" for v in p) for p in value)
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def make_params(cls: type, overrides: dict) -> SimParams:
+    """Build and validate a params dataclass from overrides (strings are parsed)."""
+    defaults = cls()
+    fields = param_names(cls)
+    values = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ValueError(f"unknown parameter {name!r}; valid: {', '.join(fields)}")
+        default = getattr(defaults, name)
+        if isinstance(value, str):
+            value = parse_value(name, value, default)
+        elif isinstance(default, tuple):
+            value = tuple(tuple(float(x) for x in v) if isinstance(v, (tuple, list)) else float(v)
+                          for v in value)
+        elif isinstance(default, float):
+            value = float(value)
+        values[name] = value
+    params = cls(**values)
+    params.validate()
+    return params

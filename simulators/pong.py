@@ -1,0 +1,118 @@
+"""Pong, after the 2017 pong.py: a ball between roof, floor and two paddles that follow it.
+
+Roof and floor are 1-pixel lines one pixel inside the frame edge; the paddles at the left and
+right edges follow the ball's height at up to `paddle_speed` pixels per time unit.
+
+Unlike 2017, the paddles start level with the ball and are faster than the ball by default, so
+the ball never leaves the field; the collisions are perfectly elastic by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pymunk
+
+from simulators.base import SimParams, add_ball, add_walls, new_space, random_velocity, substeps
+from simulators.render import Canvas
+
+
+@dataclass(frozen=True)
+class PongParams(SimParams):
+    start_std: float = 3.0  # start ~ N(centre, start_std^2 I), clipped inside
+    speed_min: float = 10.0
+    speed_max: float = 10.0
+    paddle_length: float = 6.0  # paddle's straight part; drawn 2 pixels wide
+    paddle_speed: float = 30.0
+    elasticity: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.speed_min <= self.speed_max:
+            raise ValueError("need 0 <= speed_min <= speed_max")
+        if not 2 <= self.paddle_length <= self.size - 6:
+            raise ValueError(f"paddle_length must be in [2, size - 6], got {self.paddle_length}")
+        if self.paddle_speed < 0 or self.start_std < 0:
+            raise ValueError("paddle_speed and start_std must be >= 0")
+        if not 0 <= self.elasticity <= 1:
+            raise ValueError(f"elasticity must be in [0, 1], got {self.elasticity}")
+
+
+class Pong:
+    """states: x, y, vx, vy (ball), left_paddle_y, right_paddle_y (paddle centres)."""
+
+    columns = ("x", "y", "vx", "vy", "left_paddle_y", "right_paddle_y")
+
+    def __init__(self, params: PongParams):
+        self.params = params
+        size = params.size
+        self.top, self.bottom = 2.0, size - 2.0  # faces of roof and floor
+        self.left, self.right = 2.0, size - 2.0  # faces of the paddles
+        half = params.paddle_length / 2
+        self.paddle_range = (self.top + half, self.bottom - half)
+        self.space = None
+        self.ball = None
+        self.paddles = ()
+
+    def _add_paddle(self, x: float, y: float) -> pymunk.Body:
+        half = self.params.paddle_length / 2
+        body = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
+        body.position = (x, y)
+        shape = pymunk.Segment(body, (0, -half), (0, half), 1.0)
+        shape.elasticity = self.params.elasticity
+        shape.friction = 0.0
+        self.space.add(body, shape)
+        return body
+
+    def reset(self, rng: np.random.Generator) -> None:
+        p = self.params
+        self.space = new_space()
+        size = p.size
+        add_walls(self.space, [(0, 1), (size - 1, 1)], p.elasticity)  # roof
+        add_walls(self.space, [(0, size - 2), (size - 1, size - 2)], p.elasticity)  # floor
+        lo = np.array([self.left, self.top]) + p.radius
+        hi = np.array([self.right, self.bottom]) - p.radius
+        xy = np.clip(size / 2.0 + p.start_std * rng.standard_normal(2), lo, hi)
+        velocity = random_velocity(rng, (p.speed_min, p.speed_max))
+        self.ball = add_ball(self.space, xy, velocity, p.radius, p.elasticity)
+        y0 = float(np.clip(xy[1], *self.paddle_range))
+        self.paddles = (self._add_paddle(1.0, y0), self._add_paddle(size - 1.0, y0))
+
+    def state(self) -> tuple[float, ...]:
+        return (*self.ball.position, *self.ball.velocity,
+                self.paddles[0].position.y, self.paddles[1].position.y)
+
+    def draw_static(self, canvas: Canvas) -> None:
+        size = self.params.size
+        canvas.line((0, 1), (size - 1, 1))
+        canvas.line((0, size - 2), (size - 1, size - 2))
+
+    def draw(self, canvas: Canvas) -> None:
+        p = self.params
+        half = p.paddle_length / 2
+        for paddle in self.paddles:
+            x, y = paddle.position
+            top = round(y - half)
+            canvas.rect(round(x) - 1, top, 2, round(y + half) - top)
+        canvas.disc(self.ball.position.x, self.ball.position.y, p.radius)
+
+    def _steer(self, h: float) -> None:
+        """Each paddle moves toward the ball's height, at most paddle_speed, within range."""
+        target_y = self.ball.position.y
+        reach = self.params.paddle_speed * h
+        lo, hi = self.paddle_range
+        for paddle in self.paddles:
+            y = paddle.position.y
+            new_y = min(max(y + min(max(target_y - y, -reach), reach), lo), hi)
+            paddle.velocity = (0.0, (new_y - y) / h)
+
+    def step(self) -> None:
+        p = self.params
+        bound = self.ball.velocity.length + min(p.paddle_speed, self.ball.velocity.length)
+        n = substeps(bound, p.dt, p.max_substep_px)
+        h = p.dt / n
+        for _ in range(n):
+            self._steer(h)
+            self.space.step(h)
