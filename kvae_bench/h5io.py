@@ -61,7 +61,7 @@ class Writer:
         self._tmp: Path | None = None
         self._file: h5py.File | None = None
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f"{self.path} exists")
         for parent in (self.path.parent, *self.path.parent.parents):

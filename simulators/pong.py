@@ -9,7 +9,6 @@ the ball never leaves the field; the collisions are perfectly elastic by default
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -60,7 +60,7 @@ def test_ball_never_leaves_walls(env, variant, overrides):
     assert margins.min() > -sim.params.max_substep_px, margins.min()
     # and the drawn ball never covers a wall pixel
     bg = background(sim)
-    for seq, st in zip(frames[:50], states[:50]):
+    for st in states[:50]:
         for s in st:
             assert not (ball_pixels(sim, s[0], s[1]) & bg).any()
 
