@@ -1,0 +1,382 @@
+"""Exact inference in a linear Gaussian state space model with time-varying matrices and missing
+observations: Kalman filter, Rauch-Tung-Striebel smoother, posterior and prior sampling; pure
+torch functions, batched, differentiable, float32 or float64.
+
+The model (Fraccaro et al. 2017, Sec. 3), for batch B, time T, Z = dim z, A = dim a:
+
+    z_1     ~ N(mu0, Sigma0)
+    z_{t+1} = A_t z_t + Bu_t + eps_t,     eps_t   ~ N(0, Q)
+    a_t     = C_t z_t + delta_t,          delta_t ~ N(0, R)
+
+with an observation mask m (B, T): where m_t = 0, a_t is missing and the update is skipped.
+Indexing: A[:, t] maps z_t to z_{t+1} (A[:, T-1] is unused), likewise Bu[:, t].
+
+Numerics: covariance updates in Joseph form, every solve through a Cholesky factor of a
+symmetrised matrix (a jitter of a few float eps relative to its scale guards float32), never an
+explicit inverse. References: Särkkä, "Bayesian Filtering and Smoothing" (2013), eqs. 4.20-4.21
+(filter), 8.2-8.3 (RTS smoother); Särkkä and García-Fernández, "Temporal parallelization of
+Bayesian smoothers", IEEE TAC 2021 (the parallel forms, Lemmas 7-10 there).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+class FilterResult(NamedTuple):
+    filtered_means: Tensor  # (B, T, Z)  E[z_t | a_{<=t}]
+    filtered_covs: Tensor  # (B, T, Z, Z)
+    predicted_means: Tensor  # (B, T, Z)  E[z_t | a_{<t}]
+    predicted_covs: Tensor  # (B, T, Z, Z)
+    log_likelihoods: Tensor  # (B, T)  log p(a_t | a_{<t}) where observed, else 0
+    log_likelihood: Tensor  # (B,)  log p(observed a's)
+
+
+class SmootherResult(NamedTuple):
+    smoothed_means: Tensor  # (B, T, Z)  E[z_t | all observed a]
+    smoothed_covs: Tensor  # (B, T, Z, Z)
+    smoothed_cross_covs: Tensor  # (B, T-1, Z, Z)  Cov(z_{t+1}, z_t | all observed a)
+    gains: Tensor  # (B, T-1, Z, Z)  J_t: E[z_t | z_{t+1}, a] = m^s_t + J_t (z_{t+1} - m^s_{t+1})
+    backward_covs: Tensor  # (B, T-1, Z, Z)  Cov(z_t | z_{t+1}, all observed a)
+
+
+# ---- linear algebra helpers ----------------------------------------------------------------
+
+
+def symmetrize(P: Tensor) -> Tensor:
+    return 0.5 * (P + P.transpose(-1, -2))
+
+
+def cholesky(S: Tensor) -> Tensor:
+    """Lower Cholesky factor of sym(S) + jitter I, jitter = 10 eps(dtype) * trace(S) / n.
+    In float64 the jitter is ~1e-15 relative (invisible); in float32 ~1e-6, enough to keep
+    round-off from making a positive definite matrix fail."""
+    S = symmetrize(S)
+    n = S.shape[-1]
+    scale = S.diagonal(dim1=-2, dim2=-1).mean(-1).abs().clamp_min(torch.finfo(S.dtype).tiny)
+    jitter = 10.0 * torch.finfo(S.dtype).eps * scale
+    eye = torch.eye(n, dtype=S.dtype, device=S.device)
+    return torch.linalg.cholesky(S + jitter[..., None, None] * eye)
+
+
+def _mv(M: Tensor, v: Tensor) -> Tensor:
+    return (M @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def gaussian_log_prob(x: Tensor, mean: Tensor, L: Tensor) -> Tensor:
+    """log N(x; mean, L L^T) for x, mean (..., n) and lower Cholesky factor L (..., n, n)."""
+    diff = (x - mean).unsqueeze(-1)
+    white = torch.linalg.solve_triangular(L, diff, upper=False).squeeze(-1)
+    logdet = 2.0 * torch.log(L.diagonal(dim1=-2, dim2=-1)).sum(-1)
+    return -0.5 * (x.shape[-1] * LOG_2PI + logdet + (white**2).sum(-1))
+
+
+# ---- the one-step primitives ---------------------------------------------------------------
+
+
+def predict(mean: Tensor, cov: Tensor, A: Tensor, Q: Tensor, Bu: Tensor | None = None):
+    """Moments of p(z_{t+1} | a_{<=t}) from those of p(z_t | a_{<=t}) (Särkkä eq. 4.20):
+
+        m' = A m + Bu,    P' = A P A^T + Q
+
+    mean (B, Z), cov (B, Z, Z), A (B, Z, Z), Q (Z, Z), Bu (B, Z) or None.
+    """
+    mean = _mv(A, mean)
+    if Bu is not None:
+        mean = mean + Bu
+    cov = symmetrize(A @ cov @ A.transpose(-1, -2) + Q)
+    return mean, cov
+
+
+def update(mean: Tensor, cov: Tensor, a: Tensor, C: Tensor, R: Tensor, mask: Tensor | None = None):
+    """Condition N(z_t; m, P) on a_t = C z_t + delta, delta ~ N(0, R) (Särkkä eq. 4.21), in
+    Joseph form:
+
+        S = C P C^T + R,  K = P C^T S^-1,  m' = m + K (a - C m),
+        P' = (I - K C) P (I - K C)^T + K R K^T,   log p(a_t | a_{<t}) = log N(a; C m, S)
+
+    mean (B, Z), cov (B, Z, Z), a (B, A), C (B, A, Z), R (A, A), mask (B,) in {0, 1} or None.
+    Where mask is 0 the step is skipped: (m, P) unchanged and log-likelihood 0.
+    Returns (mean, cov, log_likelihood (B,)).
+    """
+    S = C @ cov @ C.transpose(-1, -2) + R  # (B, A, A)
+    L = cholesky(S)
+    PCt = cov @ C.transpose(-1, -2)  # (B, Z, A)
+    K = torch.cholesky_solve(PCt.transpose(-1, -2), L).transpose(-1, -2)  # (B, Z, A)
+    predicted_a = _mv(C, mean)
+    new_mean = mean + _mv(K, a - predicted_a)
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    IKC = eye - K @ C
+    new_cov = symmetrize(IKC @ cov @ IKC.transpose(-1, -2) + K @ R @ K.transpose(-1, -2))
+    log_lik = gaussian_log_prob(a, predicted_a, L)
+    if mask is None:
+        return new_mean, new_cov, log_lik
+    observed = mask > 0.5
+    new_mean = torch.where(observed[:, None], new_mean, mean)
+    new_cov = torch.where(observed[:, None, None], new_cov, cov)
+    log_lik = torch.where(observed, log_lik, torch.zeros_like(log_lik))
+    return new_mean, new_cov, log_lik
+
+
+def smooth_step(filtered_mean, filtered_cov, predicted_mean_next, predicted_cov_next, A,
+                smoothed_mean_next, smoothed_cov_next):
+    """One backward RTS step (Särkkä eq. 8.2-8.3):
+
+        J = P^f_t A_t^T (P^p_{t+1})^-1
+        m^s_t = m^f_t + J (m^s_{t+1} - m^p_{t+1}),  P^s_t = P^f_t + J (P^s_{t+1} - P^p_{t+1}) J^T
+
+    Returns (smoothed mean, smoothed cov, J, Cov(z_t | z_{t+1}) = P^f_t - J P^p_{t+1} J^T).
+    """
+    L = cholesky(predicted_cov_next)
+    J = torch.cholesky_solve(A @ filtered_cov, L).transpose(-1, -2)  # (B, Z, Z)
+    Jt = J.transpose(-1, -2)
+    mean = filtered_mean + _mv(J, smoothed_mean_next - predicted_mean_next)
+    cov = symmetrize(filtered_cov + J @ (smoothed_cov_next - predicted_cov_next) @ Jt)
+    backward_cov = symmetrize(filtered_cov - J @ predicted_cov_next @ Jt)
+    return mean, cov, J, backward_cov
+
+
+# ---- sequential filter and smoother ---------------------------------------------------------
+
+
+def _check(a, mask, A, C, Q, R, mu0, Sigma0, Bu):
+    if a.ndim != 3:
+        raise ValueError(f"a must be (B, T, A), got shape {tuple(a.shape)}")
+    B, T, dim_a = a.shape
+    dim_z = mu0.shape[-1]
+    expected = {"mask": (mask, (B, T)), "A": (A, (B, T, dim_z, dim_z)),
+                "C": (C, (B, T, dim_a, dim_z)), "Q": (Q, (dim_z, dim_z)),
+                "R": (R, (dim_a, dim_a)), "mu0": (mu0, (B, dim_z)),
+                "Sigma0": (Sigma0, (B, dim_z, dim_z))}
+    if Bu is not None:
+        expected["Bu"] = (Bu, (B, T, dim_z))
+    for name, (x, shape) in expected.items():
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} (B, T, A, Z = {B}, {T}, {dim_a}, "
+                             f"{dim_z}), got {tuple(x.shape)}")
+
+
+def kalman_filter(a: Tensor, mask: Tensor, A: Tensor, C: Tensor, Q: Tensor, R: Tensor,
+                  mu0: Tensor, Sigma0: Tensor, *, Bu: Tensor | None = None) -> FilterResult:
+    """Sequential Kalman filter over T steps.
+
+    a (B, T, A); mask (B, T) in {0, 1}; A (B, T, Z, Z); C (B, T, A, Z); Q (Z, Z); R (A, A);
+    mu0 (B, Z); Sigma0 (B, Z, Z); Bu (B, T, Z) or None.
+    """
+    _check(a, mask, A, C, Q, R, mu0, Sigma0, Bu)
+    T = a.shape[1]
+    mean, cov = mu0, Sigma0
+    out = {k: [] for k in ("pm", "pc", "fm", "fc", "ll")}
+    for t in range(T):
+        out["pm"].append(mean)
+        out["pc"].append(cov)
+        mean, cov, ll = update(mean, cov, a[:, t], C[:, t], R, mask[:, t])
+        out["fm"].append(mean)
+        out["fc"].append(cov)
+        out["ll"].append(ll)
+        if t + 1 < T:
+            mean, cov = predict(mean, cov, A[:, t], Q, None if Bu is None else Bu[:, t])
+    lls = torch.stack(out["ll"], 1)
+    return FilterResult(torch.stack(out["fm"], 1), torch.stack(out["fc"], 1),
+                        torch.stack(out["pm"], 1), torch.stack(out["pc"], 1), lls, lls.sum(1))
+
+
+def rts_smoother(A: Tensor, filtered: FilterResult) -> SmootherResult:
+    """Sequential Rauch-Tung-Striebel smoother. A (B, T, Z, Z) as given to the filter."""
+    fm, fc = filtered.filtered_means, filtered.filtered_covs
+    pm, pc = filtered.predicted_means, filtered.predicted_covs
+    T = fm.shape[1]
+    means, covs, gains, back = [fm[:, -1]], [fc[:, -1]], [], []
+    for t in range(T - 2, -1, -1):
+        m, P, J, bc = smooth_step(fm[:, t], fc[:, t], pm[:, t + 1], pc[:, t + 1], A[:, t],
+                                  means[-1], covs[-1])
+        means.append(m)
+        covs.append(P)
+        gains.append(J)
+        back.append(bc)
+    means, covs = torch.stack(means[::-1], 1), torch.stack(covs[::-1], 1)
+    return _smoother_result(means, covs, gains[::-1], back[::-1], fm)
+
+
+def _smoother_result(means, covs, gains, back, like) -> SmootherResult:
+    B, T, Z = like.shape
+    if T > 1:
+        gains = torch.stack(gains, 1) if isinstance(gains, list) else gains
+        back = torch.stack(back, 1) if isinstance(back, list) else back
+        cross = covs[:, 1:] @ gains.transpose(-1, -2)  # Cov(z_{t+1}, z_t) = P^s_{t+1} J_t^T
+    else:
+        gains = back = cross = like.new_zeros(B, 0, Z, Z)
+    return SmootherResult(means, covs, cross, gains, back)
+
+
+# ---- sampling -------------------------------------------------------------------------------
+
+
+def sample_gaussian(mean: Tensor, cov: Tensor, generator: torch.Generator | None = None):
+    """Reparameterised sample mean + L eps, L L^T = cov; mean (..., n), cov (..., n, n)."""
+    eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
+    return mean + _mv(cholesky(cov), eps)
+
+
+def sample_posterior(smoothed: SmootherResult, generator: torch.Generator | None = None):
+    """One joint sample z_{1:T} ~ p(z_{1:T} | observed a) (B, T, Z), reparameterised, by
+    backward sampling: z_T ~ N(m^s_T, P^s_T), then
+    z_t | z_{t+1} ~ N(m^s_t + J_t (z_{t+1} - m^s_{t+1}), backward_cov_t)."""
+    ms, Ps = smoothed.smoothed_means, smoothed.smoothed_covs
+    T = ms.shape[1]
+    z = [sample_gaussian(ms[:, -1], Ps[:, -1], generator)]
+    for t in range(T - 2, -1, -1):
+        mean = ms[:, t] + _mv(smoothed.gains[:, t], z[-1] - ms[:, t + 1])
+        z.append(sample_gaussian(mean, smoothed.backward_covs[:, t], generator))
+    return torch.stack(z[::-1], 1)
+
+
+def sample_forward(z0: Tensor, A: Tensor, Q: Tensor, Bu: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """Sample the prior forward: z_{t+1} = A_t z_t + Bu_t + eps_t, eps_t ~ N(0, Q).
+    z0 (B, Z) is z at step 0; A (B, T, Z, Z); returns (B, T+1, Z) starting with z0."""
+    LQ = cholesky(Q)
+    z = [z0]
+    for t in range(A.shape[1]):
+        eps = torch.randn(z0.shape, dtype=z0.dtype, device=z0.device, generator=generator)
+        nxt = _mv(A[:, t], z[-1]) + _mv(LQ, eps)
+        z.append(nxt if Bu is None else nxt + Bu[:, t])
+    return torch.stack(z, 1)
+
+
+# ---- parallel (associative scan) forms --------------------------------------------------------
+
+
+def associative_scan(fn, elems: tuple[Tensor, ...], reverse: bool = False):
+    """Inclusive scan of an associative fn over dim 1 of every tensor in elems, in O(log T)
+    sequential depth: result[t] = e_1 * e_2 * ... * e_t (with reverse: e_t * ... * e_T),
+    where fn(x, y) = x * y combines an earlier x with a later y."""
+    if reverse:
+        flipped = associative_scan(lambda x, y: fn(y, x), tuple(e.flip(1) for e in elems))
+        return tuple(e.flip(1) for e in flipped)
+    T = elems[0].shape[1]
+    if T < 2:
+        return elems
+    reduced = fn(tuple(e[:, 0:-1:2] for e in elems), tuple(e[:, 1::2] for e in elems))
+    odd = associative_scan(fn, reduced)  # prefixes ending at 1, 3, 5, ...
+    if T % 2 == 0:
+        even = fn(tuple(o[:, :-1] for o in odd), tuple(e[:, 2::2] for e in elems))
+    else:
+        even = fn(odd, tuple(e[:, 2::2] for e in elems))
+    out = []
+    for e, ev, od in zip(elems, even, odd):
+        ev = torch.cat([e[:, :1], ev], 1)  # prefixes ending at 0, 2, 4, ...
+        n_even, n_odd = ev.shape[1], od.shape[1]
+        if n_even > n_odd:
+            od = torch.cat([od, od[:, -1:]], 1)
+        inter = torch.stack([ev, od], 2).flatten(1, 2)[:, :T]
+        out.append(inter)
+    return tuple(out)
+
+
+def _filter_combine(x, y):
+    """(A, b, C, eta, J)_i * (A, b, C, eta, J)_j (Särkkä and García-Fernández 2021, Lemma 8)."""
+    Ai, bi, Ci, etai, Ji = x
+    Aj, bj, Cj, etaj, Jj = y
+    eye = torch.eye(Ai.shape[-1], dtype=Ai.dtype, device=Ai.device)
+    # Aj (I + Ci Jj)^-1 and Ai^T (I + Jj Ci)^-1 through solves of the transposed systems
+    M = torch.linalg.solve((eye + Ci @ Jj).transpose(-1, -2), Aj.transpose(-1, -2))
+    M = M.transpose(-1, -2)
+    N = torch.linalg.solve((eye + Jj @ Ci).transpose(-1, -2), Ai).transpose(-1, -2)
+    A = M @ Ai
+    b = _mv(M, bi + _mv(Ci, etaj)) + bj
+    C = symmetrize(M @ Ci @ Aj.transpose(-1, -2) + Cj)
+    eta = _mv(N, etaj - _mv(Jj, bi)) + etai
+    J = symmetrize(N @ Jj @ Ai + Ji)
+    return A, b, C, eta, J
+
+
+def parallel_kalman_filter(a: Tensor, mask: Tensor, A: Tensor, C: Tensor, Q: Tensor, R: Tensor,
+                           mu0: Tensor, Sigma0: Tensor, *,
+                           Bu: Tensor | None = None) -> FilterResult:
+    """The Kalman filter as an associative scan (Särkkä and García-Fernández 2021, Lemma 7):
+    same arguments and result as `kalman_filter`, O(log T) sequential depth."""
+    _check(a, mask, A, C, Q, R, mu0, Sigma0, Bu)
+    B, T, dim_a = a.shape
+    Z = mu0.shape[-1]
+    eye = torch.eye(Z, dtype=a.dtype, device=a.device)
+    observed = (mask > 0.5)[..., None, None]  # (B, T, 1, 1)
+    # the transition into step t: F = A_{t-1}, u = Bu_{t-1}, noise Q; step 0 starts from the prior
+    F = torch.cat([torch.zeros_like(A[:, :1]), A[:, :-1]], 1)  # (B, T, Z, Z)
+    u = torch.zeros_like(a[..., :1]).expand(B, T, Z) if Bu is None else \
+        torch.cat([torch.zeros_like(Bu[:, :1]), Bu[:, :-1]], 1)
+    u = u.clone()
+    u[:, 0] = mu0
+    Qt = Q.expand(B, T, Z, Z).clone()
+    Qt[:, 0] = Sigma0
+    Hm = torch.where(observed, C, torch.zeros_like(C))  # a missing a_t carries no information
+    S = Hm @ Qt @ Hm.transpose(-1, -2) + R
+    L = cholesky(S)
+    QHt = Qt @ Hm.transpose(-1, -2)
+    K = torch.cholesky_solve(QHt.transpose(-1, -2), L).transpose(-1, -2)  # (B, T, Z, A)
+    innov = torch.where(observed[..., 0], a - _mv(Hm, u), torch.zeros_like(a))
+    IKH = eye - K @ Hm
+    elem_A = IKH @ F
+    elem_b = u + _mv(K, innov)
+    elem_C = symmetrize(IKH @ Qt @ IKH.transpose(-1, -2) + K @ R @ K.transpose(-1, -2))
+    HF = Hm @ F  # (B, T, A, Z)
+    SinvHF = torch.cholesky_solve(HF, L)
+    elem_eta = _mv(F.transpose(-1, -2) @ Hm.transpose(-1, -2), torch.cholesky_solve(
+        innov.unsqueeze(-1), L).squeeze(-1))
+    elem_J = symmetrize(HF.transpose(-1, -2) @ SinvHF)
+    _, fm, fc, _, _ = associative_scan(_filter_combine,
+                                       (elem_A, elem_b, elem_C, elem_eta, elem_J))
+    pm, pc = _predicted_from_filtered(fm, fc, A, Q, mu0, Sigma0, Bu)
+    lls = _log_likelihoods(a, mask, C, R, pm, pc)
+    return FilterResult(fm, fc, pm, pc, lls, lls.sum(1))
+
+
+def _predicted_from_filtered(fm, fc, A, Q, mu0, Sigma0, Bu):
+    """Predicted moments for every step at once from the filtered ones."""
+    pm_next, pc_next = predict(fm[:, :-1].flatten(0, 1), fc[:, :-1].flatten(0, 1),
+                               A[:, :-1].flatten(0, 1), Q,
+                               None if Bu is None else Bu[:, :-1].flatten(0, 1))
+    B, T, Z = fm.shape
+    pm = torch.cat([mu0[:, None], pm_next.view(B, T - 1, Z)], 1)
+    pc = torch.cat([Sigma0[:, None], pc_next.view(B, T - 1, Z, Z)], 1)
+    return pm, pc
+
+
+def _log_likelihoods(a, mask, C, R, pm, pc):
+    """log p(a_t | a_{<t}) = log N(a_t; C_t m^p_t, C_t P^p_t C_t^T + R) where observed."""
+    S = C @ pc @ C.transpose(-1, -2) + R
+    ll = gaussian_log_prob(a, _mv(C, pm), cholesky(S))
+    return torch.where(mask > 0.5, ll, torch.zeros_like(ll))
+
+
+def _smoother_combine(x, y):
+    """(E, g, L)_i * (E, g, L)_j = (E_i E_j, E_i g_j + g_i, E_i L_j E_i^T + L_i), where i is
+    the earlier step (Särkkä and García-Fernández 2021, Lemma 10)."""
+    Ei, gi, Li = x
+    Ej, gj, Lj = y
+    return Ei @ Ej, _mv(Ei, gj) + gi, symmetrize(Ei @ Lj @ Ei.transpose(-1, -2) + Li)
+
+
+def parallel_rts_smoother(A: Tensor, filtered: FilterResult) -> SmootherResult:
+    """The RTS smoother as a reversed associative scan (Särkkä and García-Fernández 2021,
+    Lemma 9): same arguments and result as `rts_smoother`."""
+    fm, fc = filtered.filtered_means, filtered.filtered_covs
+    pm, pc = filtered.predicted_means, filtered.predicted_covs
+    B, T, Z = fm.shape
+    if T == 1:
+        return _smoother_result(fm, fc, [], [], fm)
+    L = cholesky(pc[:, 1:])
+    J = torch.cholesky_solve(A[:, :-1] @ fc[:, :-1], L).transpose(-1, -2)  # (B, T-1, Z, Z)
+    g = fm[:, :-1] - _mv(J, pm[:, 1:])
+    back = symmetrize(fc[:, :-1] - J @ pc[:, 1:] @ J.transpose(-1, -2))
+    E = torch.cat([J, torch.zeros_like(J[:, :1])], 1)
+    g = torch.cat([g, fm[:, -1:]], 1)
+    Lc = torch.cat([back, fc[:, -1:]], 1)
+    _, means, covs = associative_scan(_smoother_combine, (E, g, Lc), reverse=True)
+    return _smoother_result(means, covs, J, back, fm)
