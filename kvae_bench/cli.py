@@ -147,6 +147,62 @@ def inspect(file, gif, n_gif):
         click.echo(f"wrote {gif} ({len(test.frames)} test sequences)")
 
 
+@main.command()
+@click.option("--model", type=click.Choice(["kvae"]), default="kvae", show_default=True,
+              help="Model to train (see kvae_bench.models.MODELS).")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("data/box.h5"), show_default=True, help="Dataset file.")
+@click.option("--epochs", type=int, help="Epochs  [default: 80, the paper's]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory  [default: results/runs/MODEL-ENV-sSEED]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file of options (flat key = value).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Set a model or training option, e.g. elbo=exact or lr=0.003 (repeatable; "
+                   "see `kvae-bench options`).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@user_errors
+def train(model, data, epochs, seed, out, config_file, sets, device, resume):
+    """Train a model on a dataset; the defaults reproduce the paper."""
+    from kvae_bench.train import train as run
+
+    options = {}
+    if config_file:
+        import tomllib
+
+        try:
+            options.update(tomllib.loads(config_file.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise UserError(f"cannot read {config_file}: {e}") from None
+    for pair in sets:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
+        options[key.strip()] = value.strip()
+    if epochs is not None:
+        options["epochs"] = epochs
+    out = out or Path("results/runs") / f"{model}-{data.stem}-s{seed}"
+    path = run(out, model, data, options, seed=seed, device=device, resume=resume)
+    click.echo(f"trained {model} in {path}: see {path / 'log.jsonl'}")
+
+
+@main.command()
+def options() -> None:
+    """List the model and training options with their defaults."""
+    import dataclasses
+
+    from kvae_bench.models import MODELS
+    from kvae_bench.train import TrainConfig
+
+    for title, cls in [*((f"model {n}", c) for n, (_, c) in MODELS.items()),
+                       ("training", TrainConfig)]:
+        click.echo(f"{title}:")
+        for f in dataclasses.fields(cls):
+            click.echo(f"  {f.name} = {f.default!r}")
+
+
 @main.command("import-npz")
 @click.argument("train_npz", type=click.Path(path_type=Path))
 @click.argument("test_npz", type=click.Path(path_type=Path))

@@ -45,3 +45,37 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def versions() -> dict[str, str]:
+    """Versions of what a result depends on."""
+    import platform
+
+    import numpy
+
+    out = {"python": platform.python_version(), "numpy": numpy.__version__}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+        out["cuda"] = torch.version.cuda or ""
+    except ImportError:
+        pass
+    return out
+
+
+def choose_device(name: str = "auto") -> str:
+    """"auto": CUDA when present, else CPU; "cpu", "cuda", "cuda:N" are checked."""
+    import torch
+
+    from kvae_bench.errors import UserError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device here; use --device cpu or auto")
+    try:
+        torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    return name

@@ -1,0 +1,295 @@
+"""The Kalman Variational Auto-Encoder (Fraccaro et al., NIPS 2017).
+
+    q(a_t | x_t)                      recognition: conv (or MLP) encoder, Gaussian
+    p(x_t | a_t)                      generation: sub-pixel decoder, Bernoulli (or Gaussian) pixels
+    p(z_1) = N(mu0, Sigma0)
+    p(z_{t+1} | z_t) = N(A_t z_t, Q)  A_t = sum_k alpha_t,k A_k
+    p(a_t | z_t)     = N(C_t z_t, R)  C_t = sum_k alpha_t,k C_k
+    alpha_t = softmax(W LSTM(a_{<t}))  dynamics parameter network (sees a_{t-1}; a_{-1} = 0)
+
+Inference in the LGSSM is exact (kvae_bench.lgssm). The objective per observed frame (Sec. 3.2):
+
+    scale_reconstruction * log p(x|a) - log q(a|x) + log p(a)
+
+where log p(a) is estimated as in the paper with one sample z ~ p(z | a) (elbo = "sampled":
+log p(a, z) - log p(z | a)), or computed exactly by the Kalman filter (elbo = "exact").
+At a missing step the Kalman update is skipped and the LSTM is fed the predicted a_t = C_t m_t,
+so filtering and smoothing with gaps are exact in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from kvae_bench import lgssm
+from kvae_bench.models.nets import build_autoencoder, frame_log_likelihood, frame_mean
+
+
+@dataclass(frozen=True)
+class KVAEConfig:
+    """Model options; defaults are the paper's and the 2017 code's."""
+
+    dim_a: int = 2
+    dim_z: int = 4
+    K: int = 3  # mixture components of (A_k, C_k); 1 = a plain LGSSM
+    encoder: str = "conv"  # conv | mlp
+    likelihood: str = "bernoulli"  # bernoulli | gaussian
+    pixel_var: float = 0.1  # Gaussian pixel variance
+    use_vae: bool = True  # False: deterministic a = mean (a plain auto-encoder)
+    noise_emission: float = 0.03  # R = noise_emission I, also the encoder's variance cap
+    noise_transition: float = 0.08  # Q = noise_transition I
+    init_cov: float = 20.0  # Sigma0 = init_cov I
+    init_C_std: float = 0.05
+    alpha_units: int = 50  # LSTM units of the dynamics parameter network
+    elbo: str = "sampled"  # sampled | exact
+    scale_reconstruction: float = 0.3  # weight of log p(x|a) in training
+
+    def validate(self) -> None:
+        for name, valid in (("encoder", ("conv", "mlp")), ("likelihood", ("bernoulli", "gaussian")),
+                            ("elbo", ("sampled", "exact"))):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(valid)}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("dim_a", "dim_z", "K", "alpha_units"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
+
+
+class AlphaNetwork(nn.Module):
+    """alpha_t = softmax(lin_hidden_to_alpha(LSTM(a_{t-1}))) (B, K): mixture weights of step t."""
+
+    def __init__(self, dim_a: int, K: int, units: int):
+        super().__init__()
+        self.lstm = nn.LSTM(dim_a, units, batch_first=True)
+        self.lin_hidden_to_alpha = nn.Linear(units, K)
+
+    def forward(self, a_prev: Tensor, state=None):
+        """a_prev (B, T, A) -> alpha (B, T, K), new state (T = 1 for one online step)."""
+        h, state = self.lstm(a_prev, state)
+        return torch.softmax(self.lin_hidden_to_alpha(h), -1), state
+
+
+class KVAE(nn.Module):
+    """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed)."""
+
+    def __init__(self, config: KVAEConfig, image_size: int):
+        super().__init__()
+        config.validate()
+        self.config = config
+        c = config
+        self.encoder, self.decoder = build_autoencoder(c.encoder, image_size, c.dim_a,
+                                                       c.noise_emission)
+        self.A = nn.Parameter(torch.eye(c.dim_z).repeat(c.K, 1, 1))  # (K, Z, Z)
+        self.C = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_a, c.dim_z))  # (K, A, Z)
+        self.alpha_net = AlphaNetwork(c.dim_a, c.K, c.alpha_units)
+        self.register_buffer("Q", c.noise_transition * torch.eye(c.dim_z))
+        self.register_buffer("R", c.noise_emission * torch.eye(c.dim_a))
+        self.register_buffer("mu0", torch.zeros(c.dim_z))
+        self.register_buffer("Sigma0", c.init_cov * torch.eye(c.dim_z))
+        self.conv_dtype = None  # torch.bfloat16: autocast the encoder and decoder
+
+    # ---- parameter groups for the training schedule ----------------------------------------
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """vae: encoder + decoder; lgssm: A_k, C_k; dynamics: the alpha network."""
+        return {"vae": [*self.encoder.parameters(), *self.decoder.parameters()],
+                "lgssm": [self.A, self.C], "dynamics": list(self.alpha_net.parameters())}
+
+    # ---- pieces ---------------------------------------------------------------------------
+
+    def _autocast(self, x: Tensor):
+        enabled = self.conv_dtype is not None
+        return torch.autocast(x.device.type, dtype=self.conv_dtype or torch.bfloat16,
+                              enabled=enabled)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, H, W) -> mean, var of q(a_t | x_t), (B, T, A) each."""
+        B, T = x.shape[:2]
+        with self._autocast(x):
+            mean, var = self.encoder(x.flatten(0, 1))
+        if not self.config.use_vae:
+            var = torch.zeros_like(var)
+        return mean.view(B, T, -1), var.view(B, T, -1)
+
+    def decode(self, a: Tensor) -> Tensor:
+        """a (B, T, A) -> decoder output (B, T, H, W): logits or pixel means."""
+        B, T = a.shape[:2]
+        with self._autocast(a):
+            out = self.decoder(a.flatten(0, 1))
+        return out.view(B, T, *out.shape[-2:])
+
+    def _mix(self, alpha: Tensor) -> tuple[Tensor, Tensor]:
+        """alpha (..., K) -> A (..., Z, Z), C (..., A, Z)."""
+        A = torch.einsum("...k,kij->...ij", alpha, self.A)
+        C = torch.einsum("...k,kij->...ij", alpha, self.C)
+        return A, C
+
+    def _prior(self, B: int):
+        return self.mu0.expand(B, -1), self.Sigma0.expand(B, -1, -1)
+
+    def filter(self, a: Tensor, mask: Tensor):
+        """Kalman filter of codes a (B, T, A) under mask; returns (FilterResult, A, C, alpha).
+
+        All observed: alpha for every step from one LSTM pass over a_{t-1}, then the batch
+        filter. With gaps: step by step, the LSTM fed the predicted a_t where a_t is missing.
+        """
+        B, T, _ = a.shape
+        mu0, Sigma0 = self._prior(B)
+        if bool((mask > 0.5).all()):
+            a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], 1)
+            alpha, _ = self.alpha_net(a_prev)
+            A, C = self._mix(alpha)
+            return lgssm.kalman_filter(a, mask, A, C, self.Q, self.R, mu0, Sigma0), A, C, alpha
+        return self._filter_online(a, mask, mu0, Sigma0)
+
+    def _filter_online(self, a, mask, mu0, Sigma0):
+        B, T, _ = a.shape
+        mean, cov = mu0, Sigma0
+        a_prev, state = torch.zeros_like(a[:, 0]), None
+        keys = ("pm", "pc", "fm", "fc", "ll", "A", "C", "alpha")
+        out = {k: [] for k in keys}
+        for t in range(T):
+            alpha, state = self.alpha_net(a_prev[:, None], state)
+            alpha = alpha[:, 0]
+            A_t, C_t = self._mix(alpha)
+            out["pm"].append(mean)
+            out["pc"].append(cov)
+            predicted_a = (C_t @ mean.unsqueeze(-1)).squeeze(-1)
+            mean, cov, ll = lgssm.update(mean, cov, a[:, t], C_t, self.R, mask[:, t])
+            for key, value in (("fm", mean), ("fc", cov), ("ll", ll), ("A", A_t), ("C", C_t),
+                               ("alpha", alpha)):
+                out[key].append(value)
+            a_prev = torch.where(mask[:, t, None] > 0.5, a[:, t], predicted_a)
+            if t + 1 < T:
+                mean, cov = lgssm.predict(mean, cov, A_t, self.Q)
+        out = {k: torch.stack(v, 1) for k, v in out.items()}
+        lls = out["ll"]
+        result = lgssm.FilterResult(out["fm"], out["fc"], out["pm"], out["pc"], lls, lls.sum(1))
+        return result, out["A"], out["C"], out["alpha"]
+
+    def _lgssm_log_prob(self, a, mask, filtered, A, C, generator):
+        """Estimate of log p(a | observed), (B,): exact, or one-sample log p(a, z) - log p(z|a)."""
+        if self.config.elbo == "exact":
+            return filtered.log_likelihood
+        sm = lgssm.rts_smoother(A, filtered)
+        z = lgssm.sample_posterior(sm, generator)  # (B, T, Z)
+        B, T, Z = z.shape
+        mu0, Sigma0 = self._prior(B)
+        log_p = lgssm.gaussian_log_prob(z[:, 0], mu0, lgssm.cholesky(Sigma0))
+        if T > 1:
+            LQ = lgssm.cholesky(self.Q)
+            trans = (A[:, :-1] @ z[:, :-1].unsqueeze(-1)).squeeze(-1)
+            log_p = log_p + lgssm.gaussian_log_prob(z[:, 1:], trans, LQ).sum(1)
+        emit = (C @ z.unsqueeze(-1)).squeeze(-1)
+        log_emit = lgssm.gaussian_log_prob(a, emit, lgssm.cholesky(self.R))
+        log_p = log_p + (log_emit * mask).sum(1)
+        # log p(z | a) = log N(z_T; m_T, P_T) + sum_t log N(z_t; m_t + J_t (z_{t+1} - m_{t+1}), .)
+        ms = sm.smoothed_means
+        log_q = lgssm.gaussian_log_prob(z[:, -1], ms[:, -1],
+                                        lgssm.cholesky_jittered(sm.smoothed_covs[:, -1]))
+        if T > 1:
+            cond = ms[:, :-1] + (sm.gains @ (z[:, 1:] - ms[:, 1:]).unsqueeze(-1)).squeeze(-1)
+            log_q = log_q + lgssm.gaussian_log_prob(
+                z[:, :-1], cond, lgssm.cholesky_jittered(sm.backward_covs)).sum(1)
+        return log_p - log_q
+
+    # ---- the model protocol ---------------------------------------------------------------
+
+    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
+             vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
+        """Negative ELBO per observed frame (training weights), and per-frame logs.
+
+        vae_only: the LGSSM term is replaced by a standard normal prior on a (the 2017
+        code's only_vae_epochs).
+        """
+        _check_inputs(x, mask)
+        c = self.config
+        mean, var = self.encode(x)
+        eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
+        a = mean + var.sqrt() * eps  # (B, T, A)
+        out = self.decode(a)
+        frames = mask.sum().clamp_min(1.0)
+        log_px = (frame_log_likelihood(x, out, c.likelihood, c.pixel_var) * mask).sum() / frames
+        if c.use_vae:
+            log_qa = (-0.5 * (torch.log(2 * torch.pi * var) + eps**2)).sum(-1)
+            log_qa = (log_qa * mask).sum() / frames
+        else:
+            log_qa = torch.zeros((), device=x.device)
+        if vae_only:
+            log_pa = (-0.5 * (a**2 + torch.log(torch.tensor(2 * torch.pi))).sum(-1) * mask).sum()
+            log_pa = log_pa / frames
+        else:
+            filtered, A, C, _ = self.filter(a, mask)
+            log_pa = self._lgssm_log_prob(a, mask, filtered, A, C, generator).sum() / frames
+        elbo = log_px - log_qa + log_pa
+        loss = -(c.scale_reconstruction * log_px - log_qa + log_pa)
+        logs = {"elbo": elbo.item(), "log_px": log_px.item(), "log_qa": log_qa.item(),
+                "log_pa": log_pa.item()}
+        return loss, logs
+
+    @torch.no_grad()
+    def impute(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Reconstructions (B, T, H, W) in [0, 1] from a_t = C_t E[z_t | observed]:
+        "smoothed" (all observed frames) and "filtered" (frames up to t)."""
+        _check_inputs(x, mask)
+        a, _ = self.encode(x)
+        filtered, A, C, _ = self.filter(a, mask)
+        smoothed = lgssm.rts_smoother(A, filtered)
+        out = {}
+        for name, z in (("smoothed", smoothed.smoothed_means),
+                        ("filtered", filtered.filtered_means)):
+            a_hat = (C @ z.unsqueeze(-1)).squeeze(-1)
+            out[name] = frame_mean(self.decode(a_hat), self.config.likelihood)
+        return out
+
+    @torch.no_grad()
+    def generate(self, x: Tensor, n_observed: int, steps: int, *, sample: bool = False,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Frames n_observed .. n_observed + steps - 1 (B, steps, H, W) given the first
+        n_observed frames of x. Mean: the filter's predictions with every later frame missing;
+        sample: z from the filter at n_observed - 1, then z_{t+1} = A_t z_t + eps,
+        a_t = C_t z_t + delta, the LSTM fed the sampled a's."""
+        if not 1 <= n_observed <= x.shape[1]:
+            raise ValueError(f"n_observed must be in [1, {x.shape[1]}], got {n_observed}")
+        B = x.shape[0]
+        total = n_observed + steps
+        xs = torch.zeros(B, total, *x.shape[2:], device=x.device, dtype=x.dtype)
+        xs[:, :n_observed] = x[:, :n_observed]
+        mask = torch.zeros(B, total, device=x.device)
+        mask[:, :n_observed] = 1
+        a, _ = self.encode(xs[:, :n_observed])
+        a = torch.cat([a, a.new_zeros(B, steps, a.shape[-1])], 1)
+        if not sample:
+            filtered, _, C, _ = self.filter(a, mask)
+            a_hat = (C @ filtered.filtered_means.unsqueeze(-1)).squeeze(-1)[:, n_observed:]
+            return frame_mean(self.decode(a_hat), self.config.likelihood)
+        filtered, _, _, _ = self.filter(a[:, :n_observed], mask[:, :n_observed])
+        z = lgssm.sample_gaussian(filtered.filtered_means[:, -1], filtered.filtered_covs[:, -1],
+                                  generator)  # z_{n-1}
+        a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :n_observed - 1]], 1)
+        alphas, state = self.alpha_net(a_prev)
+        alpha, code = alphas[:, -1], a[:, n_observed - 1]  # alpha_{n-1}, a_{n-1}
+        Q, R = self.Q.expand(B, -1, -1), self.R.expand(B, -1, -1)
+        codes = []
+        for _ in range(steps):
+            A_prev, _ = self._mix(alpha)  # A_{t-1}
+            z = lgssm.sample_gaussian((A_prev @ z.unsqueeze(-1)).squeeze(-1), Q, generator)
+            alpha, state = self.alpha_net(code[:, None], state)  # alpha_t sees a_{t-1}
+            alpha = alpha[:, 0]
+            _, C_t = self._mix(alpha)
+            code = lgssm.sample_gaussian((C_t @ z.unsqueeze(-1)).squeeze(-1), R, generator)
+            codes.append(code)
+        return frame_mean(self.decode(torch.stack(codes, 1)), self.config.likelihood)
+
+
+def _check_inputs(x: Tensor, mask: Tensor) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"x must be (B, T, H, W), got shape {tuple(x.shape)}")
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask must be (B, T) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")

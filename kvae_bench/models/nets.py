@@ -1,0 +1,115 @@
+"""The auto-encoder parts every model shares: q(a_t | x_t) and p(x_t | a_t) for single frames.
+
+Conv (the 2017 default): 3 conv layers of 32 filters, 3x3, stride 2, ReLU, then linear layers
+to the mean of a and its variance; the decoder mirrors it with sub-pixel upsampling (a conv to
+4x the channels, then pixel shuffle by 2) and a 1x1 output conv. MLP: two hidden layers.
+Frames are (N, H, W) floats in [0, 1]; codes (N, A).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ConvEncoder(nn.Module):
+    """q(a | x) = N(mean, diag(var)), var = noise_emission * sigmoid(linear) as in 2017."""
+
+    def __init__(self, image_size: int, dim_a: int, filters: int = 32, layers: int = 3,
+                 noise_emission: float = 0.03):
+        super().__init__()
+        if image_size % 2**layers:
+            raise ValueError(f"image_size {image_size} must be divisible by 2^{layers}")
+        convs, channels = [], 1
+        for _ in range(layers):
+            convs += [nn.Conv2d(channels, filters, 3, stride=2, padding=1), nn.ReLU()]
+            channels = filters
+        self.convs = nn.Sequential(*convs)
+        flat = filters * (image_size // 2**layers) ** 2
+        self.lin_hidden_to_mean = nn.Linear(flat, dim_a)
+        self.lin_hidden_to_var = nn.Linear(flat, dim_a)
+        self.noise_emission = noise_emission
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, H, W) -> mean, var (N, A), in float32 whatever the conv precision."""
+        h = self.convs(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)).flatten(1)
+        return _heads(self, h)
+
+
+def _heads(encoder, h: Tensor) -> tuple[Tensor, Tensor]:
+    """The linear heads to mean and variance, always in float32 (outside any autocast)."""
+    with torch.autocast(h.device.type, enabled=False):
+        h = h.float()
+        var = encoder.noise_emission * torch.sigmoid(encoder.lin_hidden_to_var(h))
+        return encoder.lin_hidden_to_mean(h), var
+
+
+class SubPixelDecoder(nn.Module):
+    """p(x | a): logits (N, H, W) (Bernoulli) or means (Gaussian) of the pixels."""
+
+    def __init__(self, image_size: int, dim_a: int, filters: int = 32, layers: int = 3):
+        super().__init__()
+        self.start = image_size // 2**layers
+        self.filters = filters
+        self.lin_a_to_hidden = nn.Linear(dim_a, filters * self.start**2)
+        ups = []
+        for _ in range(layers):
+            ups += [nn.Conv2d(filters, 4 * filters, 3, padding=1), nn.ReLU(), nn.PixelShuffle(2)]
+        self.ups = nn.Sequential(*ups)
+        self.out = nn.Conv2d(filters, 1, 1)
+
+    def forward(self, a: Tensor) -> Tensor:
+        h = torch.relu(self.lin_a_to_hidden(a)).view(-1, self.filters, self.start, self.start)
+        h = self.ups(h.contiguous(memory_format=torch.channels_last))
+        return self.out(h).squeeze(1).float()
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, image_size: int, dim_a: int, hidden: int = 256,
+                 noise_emission: float = 0.03):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(image_size**2, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU())
+        self.lin_hidden_to_mean = nn.Linear(hidden, dim_a)
+        self.lin_hidden_to_var = nn.Linear(hidden, dim_a)
+        self.noise_emission = noise_emission
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return _heads(self, self.net(x.flatten(1)))
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, image_size: int, dim_a: int, hidden: int = 256):
+        super().__init__()
+        self.size = image_size
+        self.net = nn.Sequential(nn.Linear(dim_a, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, image_size**2))
+
+    def forward(self, a: Tensor) -> Tensor:
+        return self.net(a).view(-1, self.size, self.size).float()
+
+
+ENCODERS = {"conv": (ConvEncoder, SubPixelDecoder), "mlp": (MLPEncoder, MLPDecoder)}
+
+
+def build_autoencoder(kind: str, image_size: int, dim_a: int, noise_emission: float):
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}")
+    enc, dec = ENCODERS[kind]
+    return enc(image_size, dim_a, noise_emission=noise_emission), dec(image_size, dim_a)
+
+
+def frame_log_likelihood(x: Tensor, out: Tensor, likelihood: str, pixel_var: float) -> Tensor:
+    """log p(x_t | a_t) summed over pixels: x (..., H, W) in [0, 1], out = decoder output.
+    Bernoulli: out are logits; Gaussian: out are means with fixed variance pixel_var."""
+    if likelihood == "bernoulli":
+        ll = -nn.functional.binary_cross_entropy_with_logits(out, x, reduction="none")
+    else:
+        ll = -0.5 * ((x - out) ** 2 / pixel_var + torch.log(
+            torch.tensor(2 * torch.pi * pixel_var, device=x.device)))
+    return ll.sum((-2, -1))
+
+
+def frame_mean(out: Tensor, likelihood: str) -> Tensor:
+    """Expected pixel values from the decoder output."""
+    return torch.sigmoid(out) if likelihood == "bernoulli" else out.clamp(0, 1)
