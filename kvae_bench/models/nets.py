@@ -37,9 +37,10 @@ class ConvEncoder(nn.Module):
 
 
 def _heads(encoder, h: Tensor) -> tuple[Tensor, Tensor]:
-    """The linear heads to mean and variance, always in float32 (outside any autocast)."""
+    """The linear heads to mean and variance in the parameters' precision (float32 or
+    better), outside any autocast of the conv layers."""
     with torch.autocast(h.device.type, enabled=False):
-        h = h.float()
+        h = h.to(encoder.lin_hidden_to_mean.weight.dtype)
         var = encoder.noise_emission * torch.sigmoid(encoder.lin_hidden_to_var(h))
         return encoder.lin_hidden_to_mean(h), var
 
@@ -61,7 +62,7 @@ class SubPixelDecoder(nn.Module):
     def forward(self, a: Tensor) -> Tensor:
         h = torch.relu(self.lin_a_to_hidden(a)).view(-1, self.filters, self.start, self.start)
         h = self.ups(h.contiguous(memory_format=torch.channels_last))
-        return self.out(h).squeeze(1).float()
+        return self.out(h).squeeze(1).to(a.dtype)
 
 
 class MLPEncoder(nn.Module):
@@ -86,7 +87,7 @@ class MLPDecoder(nn.Module):
                                  nn.ReLU(), nn.Linear(hidden, image_size**2))
 
     def forward(self, a: Tensor) -> Tensor:
-        return self.net(a).view(-1, self.size, self.size).float()
+        return self.net(a).view(-1, self.size, self.size).to(a.dtype)
 
 
 ENCODERS = {"conv": (ConvEncoder, SubPixelDecoder), "mlp": (MLPEncoder, MLPDecoder)}

@@ -1,0 +1,138 @@
+"""KVAE shapes, the masked-step behaviour, and the ELBO estimators."""
+
+import pytest
+import torch
+
+from kvae_bench import lgssm
+from kvae_bench.models import build, model_config
+
+
+def make(**opts):
+    torch.manual_seed(0)
+    return build("kvae", model_config("kvae", opts), 16)
+
+
+def batch(B=3, T=7, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(B, T, size, size, generator=g) > 0.8).float()
+
+
+def test_shapes_of_the_protocol():
+    m = make()
+    x = batch()
+    mask = torch.ones(3, 7)
+    loss, logs = m.loss(x, mask)
+    assert loss.shape == () and set(logs) == {"elbo", "log_px", "log_qa", "log_pa"}
+    out = m.impute(x, mask)
+    assert set(out) == {"smoothed", "filtered"}
+    assert all(v.shape == (3, 7, 16, 16) and v.min() >= 0 and v.max() <= 1 for v in out.values())
+    assert m.generate(x, 4, 5).shape == (3, 5, 16, 16)
+    assert m.generate(x, 4, 5, sample=True, generator=torch.Generator().manual_seed(0)).shape \
+        == (3, 5, 16, 16)
+    with pytest.raises(ValueError, match="mask must be"):
+        m.loss(x, torch.ones(3, 6))
+
+
+def test_online_filter_equals_batch_filter_when_all_observed():
+    m = make()
+    a, _ = m.encode(batch())
+    mask = torch.ones(3, 7)
+    f1, A1, C1, alpha1 = m.filter(a, mask)
+    f2, A2, C2, alpha2 = m._filter_online(a, mask, *m._prior(3))
+    for u, v in zip((*f1, A1, C1, alpha1), (*f2, A2, C2, alpha2)):
+        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_step_skips_update_and_feeds_the_prediction():
+    """At a missing step the filtered moments equal the predicted ones, and the alpha network
+    sees C_t m_t (the predicted a_t), not the code of the frame that was dropped."""
+    m = make()
+    a, _ = m.encode(batch())
+    mask = torch.ones(3, 7)
+    mask[:, 3] = 0
+    f, A, C, alpha = m.filter(a, mask)
+    torch.testing.assert_close(f.filtered_means[:, 3], f.predicted_means[:, 3])
+    torch.testing.assert_close(f.filtered_covs[:, 3], f.predicted_covs[:, 3])
+    assert torch.all(f.log_likelihoods[:, 3] == 0)
+    # the code at the missing step does not matter at all
+    a2 = a.clone()
+    a2[:, 3] = 100.0
+    f2, _, _, alpha2 = m.filter(a2, mask)
+    torch.testing.assert_close(f2.filtered_means, f.filtered_means)
+    torch.testing.assert_close(alpha2, alpha)
+    # and what alpha saw at step 4 is the predicted a_3
+    predicted_a3 = (C[:, 3] @ f.predicted_means[:, 3, :, None]).squeeze(-1)
+    _, state = m.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a[:, :2]], 1))
+    expect, _ = m.alpha_net(torch.stack([a[:, 2], predicted_a3], 1), state)
+    torch.testing.assert_close(alpha[:, 3:5], expect, atol=1e-6, rtol=1e-5)
+
+
+def test_generate_mean_equals_imputation_with_a_missing_future():
+    m = make()
+    x = batch(T=9)
+    mask = torch.ones(3, 9)
+    mask[:, 4:] = 0
+    gen = m.generate(x, 4, 5)
+    torch.testing.assert_close(gen, m.impute(x, mask)["filtered"][:, 4:])
+
+
+def test_sampled_elbo_equals_the_exact_one():
+    """With the exact joint posterior p(z | a), the one-sample estimate log p(a, z) - log p(z|a)
+    of the paper is log p(a) for every sample z: it equals the filter's exact log-likelihood."""
+    m = make()
+    torch.set_default_dtype(torch.float64)
+    try:
+        m = m.double()
+        a, _ = m.encode(batch().double())
+        mask = torch.ones(3, 7, dtype=torch.float64)
+        mask[:, 2] = 0
+        f, A, C, _ = m.filter(a, mask)
+        g = torch.Generator().manual_seed(0)
+        samples = torch.stack([m._lgssm_log_prob(a, mask, f, A, C, g) for _ in range(5)])
+        torch.testing.assert_close(samples, f.log_likelihood.expand(5, -1), atol=1e-6, rtol=0)
+        # and so are the gradients: log p(a, z) - log p(z | a) = log p(a) for every z
+        grads = []
+        for elbo in ("sampled", "exact"):
+            m.config = model_config("kvae", {"elbo": elbo})
+            m.zero_grad()
+            f, A, C, _ = m.filter(a, mask)
+            m._lgssm_log_prob(a, mask, f, A, C, g).sum().backward(retain_graph=True)
+            grads.append(torch.cat([m.A.grad.flatten(), m.C.grad.flatten()]))
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-6)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_options_build_and_run():
+    x, mask = batch(), torch.ones(3, 7)
+    for opts in ({"encoder": "mlp"}, {"likelihood": "gaussian"}, {"use_vae": False},
+                 {"K": 1}, {"elbo": "exact"}):
+        m = make(**opts)
+        loss, _ = m.loss(x, mask)
+        loss.backward()
+        assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="elbo must be one of"):
+        model_config("kvae", {"elbo": "guess"})
+    with pytest.raises(ValueError, match="unknown kvae option"):
+        model_config("kvae", {"dim_q": 3})
+
+
+def test_bf16_convs_keep_the_kalman_part_in_float32():
+    m = make()
+    m.conv_dtype = torch.bfloat16
+    mean, var = m.encode(batch())
+    assert mean.dtype == torch.float32 and var.dtype == torch.float32
+    f, *_ = m.filter(mean, torch.ones(3, 7))
+    assert f.filtered_covs.dtype == torch.float32
+    loss, _ = m.loss(batch(), torch.ones(3, 7))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_sample_posterior_is_used_reparameterised():
+    m = make()
+    x = batch()
+    loss, _ = m.loss(x, torch.ones(3, 7), generator=torch.Generator().manual_seed(1))
+    loss.backward()
+    assert m.C.grad is not None and torch.isfinite(m.C.grad).all()
+    assert m.A.grad is not None and m.A.grad.abs().sum() > 0
+    assert lgssm.sample_posterior is not None

@@ -1,0 +1,156 @@
+"""`kvae-bench train`: run directory, exact resume after kill -9, non-finite steps, errors."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from kvae_bench.cli import main
+from kvae_bench.errors import UserError
+from kvae_bench.train import train
+
+TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "box.h5"
+    r = CliRunner().invoke(main, ["generate", "--out", str(path), "--train", "64", "--test",
+                                  "16", "--steps", "8", "--size", "16", "--param", "radius=2",
+                                  "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    return path
+
+
+def cli_train(data, out, epochs, *extra):
+    return [sys.executable, "-m", "kvae_bench.cli", "train", "--data", str(data), "--out",
+            str(out), "--epochs", str(epochs), "--device", "cpu", *TINY, *extra]
+
+
+def weights(run):
+    return torch.load(run / "ckpt.pt", weights_only=True)
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
+    epochs = 12
+    straight = tmp_path / "straight"
+    subprocess.run(cli_train(tiny_data, straight, epochs), check=True, capture_output=True,
+                   timeout=300)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli_train(tiny_data, killed, epochs), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "ckpt.pt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # somewhere in a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = weights(killed)["epoch"]
+    assert done < epochs, "the run finished before it could be killed; make it longer"
+    r = subprocess.run(cli_train(tiny_data, killed, epochs, "--resume"), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    a, b = weights(straight), weights(killed)
+    assert a["epoch"] == b["epoch"] == epochs and a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    log = [json.loads(line) for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in log] == list(range(1, epochs + 1))
+    straight_log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert [r["test_elbo"] for r in log] == [r["test_elbo"] for r in straight_log]
+
+
+def test_run_directory_contents(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
+                                  "--epochs", "1", "--seed", "3", *TINY, "--set", "elbo=sampled"])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "kvae" and config["seed"] == 3
+    assert config["model_config"]["elbo"] == "sampled" and config["model_config"]["dim_z"] == 4
+    assert config["train_config"]["batch_size"] == 16 and config["train_config"]["lr"] == 0.007
+    assert len(config["data_fingerprint"]) == 64 and "torch" in config["versions"]
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert set(ckpt) >= {"model", "optimizer", "epoch", "step", "rng"}
+    row = json.loads((out / "log.jsonl").read_text())
+    for key in ("train_elbo", "test_elbo", "test_log_px", "seconds", "lr"):
+        assert key in row
+    assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
+    # the run exists now: a second train without --resume refuses
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
+                                  "--epochs", "1"])
+    assert r.exit_code == 1 and "pass --resume" in r.output
+    # resuming with other options refuses and names them
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
+                                  "--epochs", "2", "--resume", *TINY, "--set", "lr=0.001"])
+    assert r.exit_code == 1 and "cannot resume: " in r.output and "lr" in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "nope=1"], "unknown option 'nope'"),
+    (["--set", "lr=fast"], "option lr='fast': expected float"),
+    (["--set", "elbo=guess"], "elbo must be one of"),
+    (["--set", "lr"], "expected key=value"),
+    (["--device", "tpu"], "--device 'tpu'"),
+])
+def test_train_bad_options(tiny_data, tmp_path, args, message):
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out",
+                                  str(tmp_path / "r"), "--epochs", "1", *args])
+    assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output
+
+
+def test_missing_data_says_how_to_make_it(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "gravity.h5"), "--out",
+                                  str(tmp_path / "r")])
+    assert r.exit_code == 1
+    assert "kvae-bench generate --env gravity" in r.output
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_data, tmp_path, monkeypatch):
+    from kvae_bench.models.kvae import KVAE
+
+    real_loss = KVAE.loss
+    calls = {"n": 0}
+
+    def flaky(self, x, mask, **kw):
+        loss, logs = real_loss(self, x, mask, **kw)
+        calls["n"] += 1
+        if self.training and calls["n"] in (2, 3):
+            loss = loss * float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(KVAE, "loss", flaky)
+    opts = {"batch_size": 16, "eval_limit": 16, "epochs": 1, "max_bad_steps": 2}
+    run = train(tmp_path / "a", "kvae", tiny_data, opts, progress=False, device="cpu")
+    row = json.loads((run / "log.jsonl").read_text())
+    assert row["skipped_steps"] == 2 and row["step"] == 2
+    assert all(torch.isfinite(v).all() for v in torch.load(
+        run / "ckpt.pt", weights_only=True)["model"].values())
+
+    def always_nan(self, x, mask, **kw):
+        loss, logs = real_loss(self, x, mask, **kw)
+        return loss * float("nan") if self.training else loss, logs
+
+    monkeypatch.setattr(KVAE, "loss", always_nan)
+    with pytest.raises(UserError, match="non-finite steps in a row.*last good checkpoint"):
+        train(tmp_path / "a", "kvae", tiny_data, {**opts, "epochs": 3},
+              resume=True, progress=False, device="cpu")
+
+
+@pytest.mark.slow
+def test_elbo_improves_on_a_small_box_set(tmp_path):
+    data = tmp_path / "box.h5"
+    r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "640", "--test",
+                                  "64"])
+    assert r.exit_code == 0
+    run = train(tmp_path / "run", "kvae", data, {"epochs": 6, "kf_update_steps": 3},
+                progress=False, device="cpu")
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    first, last = log[0]["test_elbo"], log[-1]["test_elbo"]
+    assert last > first + 50, (first, last)
+    assert log[-1]["test_log_px"] > -60
