@@ -121,10 +121,21 @@ def random_mask(B: int, T: int, p: float, t_init: int, generator: torch.Generato
     return mask.to(device)
 
 
+def _to_cpu(obj):
+    """Tensors anywhere inside obj moved to the CPU: checkpoints load on any machine."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        torch.save(_to_cpu(obj), tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

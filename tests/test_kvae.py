@@ -136,3 +136,19 @@ def test_sample_posterior_is_used_reparameterised():
     assert m.C.grad is not None and torch.isfinite(m.C.grad).all()
     assert m.A.grad is not None and m.A.grad.abs().sum() > 0
     assert lgssm.sample_posterior is not None
+
+
+def test_subpixel_decoder_equals_the_plain_formulation():
+    """The decoder applies its 1x1 output conv before the last pixel shuffle; that must be
+    the same function as conv -> ReLU -> shuffle (x3) -> 1x1 conv."""
+    from torch import nn
+
+    from kvae_bench.models.nets import SubPixelDecoder
+
+    torch.manual_seed(0)
+    d = SubPixelDecoder(32, 2).double()
+    a = torch.randn(5, 2, dtype=torch.float64)
+    h = torch.relu(d.lin_a_to_hidden(a)).view(-1, 32, 4, 4)
+    for conv in d.convs:
+        h = nn.functional.pixel_shuffle(torch.relu(conv(h)), 2)
+    torch.testing.assert_close(d(a), d.out(h).squeeze(1), atol=1e-12, rtol=0)

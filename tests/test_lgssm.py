@@ -6,7 +6,15 @@ import torch
 
 from kvae_bench import lgssm
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """float64 by default inside this module's tests only."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def random_spd(n, gen, scale=1.0, batch=()):

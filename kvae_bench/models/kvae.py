@@ -89,6 +89,8 @@ class KVAE(nn.Module):
         c = config
         self.encoder, self.decoder = build_autoencoder(c.encoder, image_size, c.dim_a,
                                                        c.noise_emission)
+        for net in (self.encoder, self.decoder):  # conv weights in the layout of the images
+            net.to(memory_format=torch.channels_last)
         self.A = nn.Parameter(torch.eye(c.dim_z).repeat(c.K, 1, 1))  # (K, Z, Z)
         self.C = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_a, c.dim_z))  # (K, A, Z)
         self.alpha_net = AlphaNetwork(c.dim_a, c.K, c.alpha_units)
