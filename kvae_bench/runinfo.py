@@ -31,14 +31,26 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _finite(obj):
+    """NaN and infinities become null: the JSON stays valid for every reader."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON to path via a temporary file and a rename: never a half-written file."""
+    """Write JSON to path via a temporary file and a rename: never a half-written file.
+    NaN is written as null."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
+            json.dump(_finite(obj), f, indent=2, allow_nan=False)
             f.write("\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

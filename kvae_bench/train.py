@@ -231,8 +231,9 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.time()
         vae_only = epoch < tcfg.only_vae_epochs
-        frozen = groups["lgssm"] + groups["dynamics"] if vae_only else (
-            groups["dynamics"] if epoch < tcfg.only_vae_epochs + tcfg.kf_update_steps else [])
+        dynamics, lgssm = groups.get("dynamics", []), groups.get("lgssm", [])
+        frozen = lgssm + dynamics if vae_only else (
+            dynamics if epoch < tcfg.only_vae_epochs + tcfg.kf_update_steps else [])
         shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
         noise = torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, 1))
         totals, count, skipped, bad_in_a_row = {}, 0, 0, 0
@@ -284,7 +285,7 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
                             "rng": {"torch": torch.get_rng_state()}}, ckpt_path)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train elbo {train_logs.get('train_elbo', math.nan):.2f}"
-                       f" test elbo {test_logs['test_elbo']:.2f} log p(x|a) "
+                       f" test elbo {test_logs.get('test_elbo', math.nan):.2f} log p(x|a) "
                        f"{test_logs['test_log_px']:.2f} ({row['seconds']:.0f} s"
                        f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
     return run_dir

@@ -3,7 +3,8 @@
     loss(x, mask, generator=None, vae_only=False) -> (loss, logs)
     impute(x, mask) -> {method: (B, T, H, W)}
     generate(x, n_observed, steps) -> (B, steps, H, W)
-    param_groups() -> {"vae": [...], "lgssm": [...], "dynamics": [...]}
+    param_groups() -> {"vae": [...], ...}: the training schedule freezes "lgssm" and
+        "dynamics" where a model has them (KVAE); other groups always train
 
 MODELS: name -> (model class, config dataclass); build(name, config dict, image_size).
 """
@@ -12,9 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from kvae_bench.models.ae_rnn import AERNN, AERNNConfig
 from kvae_bench.models.kvae import KVAE, KVAEConfig
+from kvae_bench.models.vae_rnn import VAERNN, VAERNNConfig
 
-MODELS: dict[str, tuple[type, type]] = {"kvae": (KVAE, KVAEConfig)}
+MODELS: dict[str, tuple[type, type]] = {
+    "kvae": (KVAE, KVAEConfig),
+    "ae_rnn": (AERNN, AERNNConfig),
+    "vae_rnn": (VAERNN, VAERNNConfig),
+}
 
 
 def model_config(name: str, values: dict | None = None):

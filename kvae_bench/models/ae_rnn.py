@@ -1,0 +1,35 @@
+"""AE-RNN, the paper's first baseline: a deterministic auto-encoder a_t = enc(x_t) with an
+LSTM that predicts a_t from a_{<t}. Trained to reconstruct each frame from its code and to
+predict it from the LSTM's code (both through the same decoder):
+
+    loss = -(1/observed) sum_t [log p(x_t | a_t) + log p(x_t | a_hat_t)],   t >= 1 for a_hat
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from kvae_bench.models.code_rnn import CodeRNN, CodeRNNConfig
+from kvae_bench.models.nets import frame_log_likelihood
+
+
+class AERNN(CodeRNN):
+    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
+             vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
+        c = self.config
+        a, _ = self.encode(x)
+        pred, _, _ = self.predict(a, mask)
+        frames = mask.sum().clamp_min(1.0)
+        both = self.decode(torch.cat([a, pred[:, 1:]], 1))  # one decoder pass for both
+        T = x.shape[1]
+        log_px = (frame_log_likelihood(x, both[:, :T], c.likelihood, c.pixel_var)
+                  * mask).sum() / frames
+        pred_mask = mask[:, 1:]
+        log_px_pred = (frame_log_likelihood(x[:, 1:], both[:, T:], c.likelihood, c.pixel_var)
+                       * pred_mask).sum() / pred_mask.sum().clamp_min(1.0)
+        loss = -(log_px + (0.0 if vae_only else log_px_pred))
+        return loss, {"log_px": log_px.item(), "log_px_pred": log_px_pred.item()}
+
+
+AERNNConfig = CodeRNNConfig
