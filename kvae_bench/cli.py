@@ -190,6 +190,66 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume):
     click.echo(f"trained {model} in {path}: see {path / 'log.jsonl'}")
 
 
+@main.command("evaluate")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@user_errors
+def evaluate_cmd(run, device, batch_size):
+    """Score a trained run on the benchmark protocol -> RUN/metrics.json."""
+    from kvae_bench.evaluate import evaluate
+
+    if not run.is_dir():
+        raise UserError(f"{run} not found: train a run with `kvae-bench train --out {run}`")
+    path = evaluate(run, device=device, batch_size=batch_size)
+    click.echo(f"wrote {path}")
+
+
+@main.command("report")
+@click.option("--runs", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results/runs"), show_default=True, help="Folder of run folders.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("results"), show_default=True)
+@user_errors
+def report_cmd(runs, out):
+    """Aggregate every run's metrics.json into tables, figures and videos."""
+    from kvae_bench.report import report
+
+    if not runs.is_dir():
+        raise UserError(f"{runs} not found: train and evaluate runs first")
+    out, problems = report(runs, out, commands=[f"kvae-bench report --runs {runs} --out {out}"])
+    for p in problems:
+        click.echo(f"warning: {p}", err=True)
+    click.echo(f"wrote {out / 'README.md'}, {out / 'table.csv'}, {out / 'figures'}")
+
+
+@main.command("benchmark")
+@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True)
+@click.option("--models", default="kvae,ae_rnn,vae_rnn", show_default=True,
+              help="Comma-separated models.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--profile", type=click.Choice(["quick", "paper"]), default="quick",
+              show_default=True, help="quick: minutes, to try the suite; paper: the full "
+                                      "protocol of the paper.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@user_errors
+def benchmark_cmd(env, models, seeds, profile, device):
+    """Generate, train, evaluate and report: the whole benchmark (re-runnable)."""
+    from kvae_bench.benchmark import benchmark, parse_list, summary_lines
+
+    model_list = parse_list(models)
+    unknown = [m for m in model_list if m not in MODEL_NAMES]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODEL_NAMES)}")
+    out, problems = benchmark(env, model_list, parse_list(seeds, int), profile, device)
+    for p in problems:
+        click.echo(f"warning: {p}", err=True)
+    for line in summary_lines(out):
+        click.echo(line)
+    click.echo(f"results: {out / 'README.md'} (tables), {out / 'table.csv'}, "
+               f"{out / 'figures'}, {out / 'videos'}")
+
+
 @main.command()
 def options() -> None:
     """List the model and training options with their defaults."""

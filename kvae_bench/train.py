@@ -284,8 +284,9 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
                             "epoch": epoch + 1, "step": step,
                             "rng": {"torch": torch.get_rng_state()}}, ckpt_path)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: train elbo {train_logs.get('train_elbo', math.nan):.2f}"
-                       f" test elbo {test_logs.get('test_elbo', math.nan):.2f} log p(x|a) "
+            elbo = (f"train elbo {train_logs['train_elbo']:.2f} test elbo "
+                    f"{test_logs['test_elbo']:.2f} " if "test_elbo" in test_logs else "")
+            tqdm.write(f"epoch {epoch + 1}: {elbo}test log p(x|a) "
                        f"{test_logs['test_log_px']:.2f} ({row['seconds']:.0f} s"
                        f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
     return run_dir

@@ -7,7 +7,6 @@ import torch
 from kvae_bench import lgssm
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     """float64 by default inside this module's tests only."""

@@ -3,6 +3,10 @@ LSTM that predicts a_t from a_{<t}. Trained to reconstruct each frame from its c
 predict it from the LSTM's code (both through the same decoder):
 
     loss = -(1/observed) sum_t [log p(x_t | a_t) + log p(x_t | a_hat_t)],   t >= 1 for a_hat
+
+The LSTM sees the codes with their gradient stopped: otherwise the prediction term pays the
+encoder to make every code the same (perfectly predictable), and training stalls at the
+average frame (seen in a quick-profile run: log p(x|a) stuck at -114).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ class AERNN(CodeRNN):
              vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
         c = self.config
         a, _ = self.encode(x)
-        pred, _, _ = self.predict(a, mask)
+        pred, _, _ = self.predict(a.detach(), mask)
         frames = mask.sum().clamp_min(1.0)
         both = self.decode(torch.cat([a, pred[:, 1:]], 1))  # one decoder pass for both
         T = x.shape[1]
