@@ -1,0 +1,122 @@
+"""Baselines, evaluate and report through the CLI on tiny trained models of all three kinds."""
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from kvae_bench import cli
+from kvae_bench.cli import main
+from kvae_bench.models import MODELS, build, model_config
+
+OPTS = ["--set", "batch_size=16", "--set", "eval_limit=16", "--set", "kf_update_steps=0",
+        "--set", "warmup_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    data = root / "box.h5"
+    r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "48", "--test",
+                                  "12", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    runs = root / "runs"
+    for model in MODELS:
+        for seed in (0, 1) if model == "kvae" else (0,):
+            out = runs / f"{model}-box-s{seed}"
+            r = CliRunner().invoke(main, ["train", "--model", model, "--data", str(data),
+                                          "--out", str(out), "--epochs", "1", "--seed",
+                                          str(seed), "--device", "cpu", *OPTS])
+            assert r.exit_code == 0, r.output
+            r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
+            assert r.exit_code == 0, r.output
+    return root
+
+
+def test_model_registry_matches_the_cli():
+    assert set(cli.MODEL_NAMES) == set(MODELS)
+    import simulators
+
+    assert set(cli.ENV_NAMES) == set(simulators.ENVS)
+
+
+@pytest.mark.parametrize("name", ["ae_rnn", "vae_rnn"])
+def test_baselines_feed_back_their_prediction(name):
+    torch.manual_seed(0)
+    m = build(name, model_config(name), 16)
+    x = (torch.rand(2, 6, 16, 16) > 0.8).float()
+    a, _ = m.encode(x)
+    mask = torch.ones(2, 6)
+    mask[:, 3] = 0
+    mean, var, used = m.predict(a, mask)
+    torch.testing.assert_close(used[:, 3], mean[:, 3])  # the prediction replaces the code
+    torch.testing.assert_close(used[:, 2], a[:, 2])
+    a2 = a.clone()
+    a2[:, 3] = 50.0  # what the missing frame's code was does not matter
+    torch.testing.assert_close(m.predict(a2, mask)[2], used)
+    full, _, _ = m.predict(a, torch.ones(2, 6))  # the one-pass path equals the step loop
+    torch.testing.assert_close(full[:, :4], mean[:, :4], atol=1e-5, rtol=1e-5)
+    assert (var > 0).all()
+    gen = m.generate(x, 3, 3)
+    torch.testing.assert_close(gen, m.impute(x, torch.tensor([[1.0] * 3 + [0.0] * 3] * 2))[
+        "imputed"][:, 3:], atol=1e-5, rtol=1e-5)
+    loss, logs = m.loss(x, torch.ones(2, 6))
+    loss.backward()
+    assert torch.isfinite(loss) and "log_px" in logs
+
+
+def test_metrics_json(trained):
+    m = json.loads((trained / "runs" / "kvae-box-s0" / "metrics.json").read_text())
+    assert m["schema"] == "kvae-bench/metrics" and m["model"] == "kvae" and m["env"] == "box"
+    methods = {r["method"] for r in m["imputation"]}
+    assert methods == {"smoothed", "filtered"}
+    levels = {(r["protocol"], r["level"]) for r in m["imputation"]}
+    assert len(levels) == 10 + 8
+    assert all(0 <= r["hamming"] <= 1 for r in m["imputation"])
+    assert len(m["generation"]["hamming_per_step"]) == 16
+    for key in ("data_fingerprint", "mask_fingerprint", "code_version", "config", "elbo",
+                "probe_r2", "reconstruction_hamming", "max_pairwise_hamming"):
+        assert key in m
+    b = json.loads((trained / "runs" / "ae_rnn-box-s0" / "metrics.json").read_text())
+    assert {r["method"] for r in b["imputation"]} == {"imputed"}
+    assert b["mask_fingerprint"] == m["mask_fingerprint"]  # identical masks for every model
+    assert (trained / "runs" / "kvae-box-s0" / "examples.npz").exists()
+
+
+def test_report_tables_figures_and_skips(trained, tmp_path):
+    runs = trained / "runs"
+    broken = runs / "broken-run"
+    broken.mkdir(exist_ok=True)
+    (broken / "metrics.json").write_text("{not json")
+    out = tmp_path / "results"
+    r = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "broken-run" in r.output and "skipped" in r.output
+    with open(out / "table.csv") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == ("env", "model", "method", "protocol", "level",
+                                            "metric", "mean", "std", "n")
+        rows = list(reader)
+    row = next(r for r in rows if r["model"] == "kvae" and r["method"] == "smoothed"
+               and r["protocol"] == "random" and r["level"] == "0.5" and r["metric"] == "hamming")
+    assert row["n"] == "2" and float(row["std"]) >= 0
+    assert any(r["model"] == "walls" for r in rows)
+    assert any(r["protocol"] == "generation" for r in rows)
+    readme = (out / "README.md").read_text()
+    assert "paper kvae smoothed" in readme and "kvae-bench report" in readme
+    assert (out / "figures" / "box.png").stat().st_size > 1000
+    assert (out / "videos" / "box-kvae.gif").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["runs"]) == 4 and summary["problems"]
+
+
+def test_evaluate_errors(tmp_path):
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nope")])
+    assert r.exit_code == 1 and "kvae-bench train" in r.output
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "empty")])
+    assert r.exit_code == 1 and "not a run directory" in r.output
+    r = CliRunner().invoke(main, ["benchmark", "--models", "kvae,gru"])
+    assert r.exit_code == 1 and "unknown model(s) gru" in r.output
