@@ -58,15 +58,14 @@ def profile(precision, elbo, x, device, repeats):
     with torch.no_grad():
         mean, var = m.encode(x)
         a = mean
-        f, A, C, _ = m.filter(a, mask)
     parts = {}
     with torch.no_grad():
         parts["encoder"] = timed(lambda: m.encode(x), device, repeats)
         parts["decoder"] = timed(lambda: m.decode(a), device, repeats)
         a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], 1)
-        parts["dynamics net"] = timed(lambda: m._mix(m.alpha_net(a_prev)[0]), device, repeats)
-        parts["kalman"] = timed(lambda: m._lgssm_log_prob(a, mask, *m.filter(a, mask)[:3],
-                                                          None), device, repeats)
+        parts["dynamics net"] = timed(lambda: m._mix(*m.alpha_net(a_prev)[:2]), device, repeats)
+        parts["kalman"] = timed(lambda: m._lgssm_log_prob(a, mask, *m.filter(a, mask), None),
+                                device, repeats)
         parts["forward (loss)"] = timed(lambda: m.loss(x, mask), device, repeats)
 
     def step():

@@ -37,10 +37,13 @@ def test_online_filter_equals_batch_filter_when_all_observed():
     m = make()
     a, _ = m.encode(batch())
     mask = torch.ones(3, 7)
-    f1, A1, C1, alpha1 = m.filter(a, mask)
-    f2, A2, C2, alpha2 = m._filter_online(a, mask, *m._prior(3))
-    for u, v in zip((*f1, A1, C1, alpha1), (*f2, A2, C2, alpha2)):
-        torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
+    f1, d1 = m.filter(a, mask)
+    f2, d2 = m._filter_online(a, mask, *m._prior(3))
+    for u, v in zip((*f1, *d1), (*f2, *d2)):
+        if u is None:
+            assert v is None
+        else:
+            torch.testing.assert_close(u, v, atol=1e-5, rtol=1e-5)
 
 
 def test_missing_step_skips_update_and_feeds_the_prediction():
@@ -50,20 +53,21 @@ def test_missing_step_skips_update_and_feeds_the_prediction():
     a, _ = m.encode(batch())
     mask = torch.ones(3, 7)
     mask[:, 3] = 0
-    f, A, C, alpha = m.filter(a, mask)
+    f, dyn = m.filter(a, mask)
+    C, alpha = dyn.C, dyn.alpha
     torch.testing.assert_close(f.filtered_means[:, 3], f.predicted_means[:, 3])
     torch.testing.assert_close(f.filtered_covs[:, 3], f.predicted_covs[:, 3])
     assert torch.all(f.log_likelihoods[:, 3] == 0)
     # the code at the missing step does not matter at all
     a2 = a.clone()
     a2[:, 3] = 100.0
-    f2, _, _, alpha2 = m.filter(a2, mask)
+    f2, dyn2 = m.filter(a2, mask)
     torch.testing.assert_close(f2.filtered_means, f.filtered_means)
-    torch.testing.assert_close(alpha2, alpha)
+    torch.testing.assert_close(dyn2.alpha, alpha)
     # and what alpha saw at step 4 is the predicted a_3
     predicted_a3 = (C[:, 3] @ f.predicted_means[:, 3, :, None]).squeeze(-1)
-    _, state = m.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a[:, :2]], 1))
-    expect, _ = m.alpha_net(torch.stack([a[:, 2], predicted_a3], 1), state)
+    _, _, state = m.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a[:, :2]], 1))
+    expect, _, _ = m.alpha_net(torch.stack([a[:, 2], predicted_a3], 1), state)
     torch.testing.assert_close(alpha[:, 3:5], expect, atol=1e-6, rtol=1e-5)
 
 
@@ -86,17 +90,17 @@ def test_sampled_elbo_equals_the_exact_one():
         a, _ = m.encode(batch().double())
         mask = torch.ones(3, 7, dtype=torch.float64)
         mask[:, 2] = 0
-        f, A, C, _ = m.filter(a, mask)
+        f, dyn = m.filter(a, mask)
         g = torch.Generator().manual_seed(0)
-        samples = torch.stack([m._lgssm_log_prob(a, mask, f, A, C, g) for _ in range(5)])
+        samples = torch.stack([m._lgssm_log_prob(a, mask, f, dyn, g) for _ in range(5)])
         torch.testing.assert_close(samples, f.log_likelihood.expand(5, -1), atol=1e-6, rtol=0)
         # and so are the gradients: log p(a, z) - log p(z | a) = log p(a) for every z
         grads = []
         for elbo in ("sampled", "exact"):
             m.config = model_config("kvae", {"elbo": elbo})
             m.zero_grad()
-            f, A, C, _ = m.filter(a, mask)
-            m._lgssm_log_prob(a, mask, f, A, C, g).sum().backward(retain_graph=True)
+            f, dyn = m.filter(a, mask)
+            m._lgssm_log_prob(a, mask, f, dyn, g).sum().backward(retain_graph=True)
             grads.append(torch.cat([m.A.grad.flatten(), m.C.grad.flatten()]))
         torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-6)
     finally:
@@ -105,12 +109,24 @@ def test_sampled_elbo_equals_the_exact_one():
 
 def test_options_build_and_run():
     x, mask = batch(), torch.ones(3, 7)
+    gaps = mask.clone()
+    gaps[:, 3:5] = 0
     for opts in ({"encoder": "mlp"}, {"likelihood": "gaussian"}, {"use_vae": False},
-                 {"K": 1}, {"elbo": "exact"}):
+                 {"K": 1}, {"elbo": "sampled"}, {"alpha_net": "mlp", "fifo_length": 3},
+                 {"dim_u": 2}, {"dim_u": 1, "elbo": "sampled", "alpha_net": "mlp"},
+                 {"likelihood": "gaussian", "learn_pixel_var": True}):
         m = make(**opts)
-        loss, _ = m.loss(x, mask)
-        loss.backward()
-        assert torch.isfinite(loss)
+        for msk in (mask, gaps):
+            loss, _ = m.loss(x, msk)
+            loss.backward()
+            assert torch.isfinite(loss), opts
+        trained = [m.A, m.C, *m.alpha_net.parameters(), *m.decoder.parameters()]
+        trained += [p for p in (m.B, m.pixel_log_var) if p is not None]
+        assert all(p.grad is not None for p in trained), opts
+        f1, d1 = m.filter(m.encode(x)[0], mask)
+        f2, d2 = m._filter_online(m.encode(x)[0], mask, *m._prior(3))
+        torch.testing.assert_close(f1.filtered_means, f2.filtered_means, atol=1e-5, rtol=1e-5)
+        assert m.generate(x, 4, 3, sample=True).shape == (3, 3, 16, 16)
     with pytest.raises(ValueError, match="elbo must be one of"):
         model_config("kvae", {"elbo": "guess"})
     with pytest.raises(ValueError, match="unknown kvae option"):

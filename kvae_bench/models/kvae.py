@@ -23,7 +23,9 @@ so filtering and smoothing with gaps are exact in one pass.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -41,42 +43,76 @@ class KVAEConfig:
     K: int = 3  # mixture components of (A_k, C_k); 1 = a plain LGSSM
     encoder: str = "conv"  # conv | mlp
     likelihood: str = "bernoulli"  # bernoulli | gaussian
-    pixel_var: float = 0.1  # Gaussian pixel variance
+    pixel_var: float = 0.1  # Gaussian pixel variance (initial value if learned)
+    learn_pixel_var: bool = False  # Gaussian: learn a variance per pixel
     use_vae: bool = True  # False: deterministic a = mean (a plain auto-encoder)
     noise_emission: float = 0.03  # R = noise_emission I, also the encoder's variance cap
     noise_transition: float = 0.08  # Q = noise_transition I
     init_cov: float = 20.0  # Sigma0 = init_cov I
     init_C_std: float = 0.05
-    alpha_units: int = 50  # LSTM units of the dynamics parameter network
+    alpha_net: str = "lstm"  # dynamics parameter network: lstm | mlp (over a FIFO of codes)
+    alpha_units: int = 50  # its hidden units
+    fifo_length: int = 3  # mlp: how many past codes it sees
+    dim_u: int = 0  # > 0: the network also outputs a control u_t, z_{t+1} = A_t z_t + B_t u_t
     elbo: str = "exact"  # exact | sampled (same value and gradients; exact is cheaper)
     scale_reconstruction: float = 0.3  # weight of log p(x|a) in training
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")), ("likelihood", ("bernoulli", "gaussian")),
-                            ("elbo", ("sampled", "exact"))):
+                            ("elbo", ("sampled", "exact")), ("alpha_net", ("lstm", "mlp"))):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, "
                                  f"got {getattr(self, name)!r}")
-        for name in ("dim_a", "dim_z", "K", "alpha_units"):
+        for name in ("dim_a", "dim_z", "K", "alpha_units", "fifo_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.dim_u < 0:
+            raise ValueError("dim_u must be >= 0")
         for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
 
 
-class AlphaNetwork(nn.Module):
-    """alpha_t = softmax(lin_hidden_to_alpha(LSTM(a_{t-1}))) (B, K): mixture weights of step t."""
+class Dynamics(NamedTuple):
+    """The LGSSM's matrices at every step, as the dynamics parameter network set them."""
 
-    def __init__(self, dim_a: int, K: int, units: int):
+    A: Tensor  # (B, T, Z, Z)  A_t = sum_k alpha_t,k A_k
+    C: Tensor  # (B, T, A, Z)  C_t = sum_k alpha_t,k C_k
+    Bu: Tensor | None  # (B, T, Z)  B_t u_t, or None without control
+    alpha: Tensor  # (B, T, K)
+
+
+class DynamicsNetwork(nn.Module):
+    """alpha_t = softmax(lin_hidden_to_alpha(h_t)) (B, K), the mixture weights of step t, and
+    optionally a control u_t = lin_hidden_to_u(h_t), where h_t summarises a_{<t}: an LSTM fed
+    a_{t-1} (2017 default), or an MLP over the FIFO of the last `fifo_length` codes."""
+
+    def __init__(self, dim_a: int, K: int, units: int, kind: str = "lstm", fifo_length: int = 3,
+                 dim_u: int = 0):
         super().__init__()
-        self.lstm = nn.LSTM(dim_a, units, batch_first=True)
+        self.kind, self.fifo_length = kind, fifo_length
+        if kind == "lstm":
+            self.lstm = nn.LSTM(dim_a, units, batch_first=True)
+        else:
+            self.mlp = nn.Sequential(nn.Linear(fifo_length * dim_a, units), nn.ReLU())
         self.lin_hidden_to_alpha = nn.Linear(units, K)
+        self.lin_hidden_to_u = nn.Linear(units, dim_u) if dim_u else None
 
     def forward(self, a_prev: Tensor, state=None):
-        """a_prev (B, T, A) -> alpha (B, T, K), new state (T = 1 for one online step)."""
-        h, state = self.lstm(a_prev, state)
-        return torch.softmax(self.lin_hidden_to_alpha(h), -1), state
+        """a_prev (B, T, A), the codes a_{t-1} -> alpha (B, T, K), u (B, T, U) or None, and
+        the state to continue from (T = 1 for one online step)."""
+        if self.kind == "lstm":
+            h, state = self.lstm(a_prev, state)
+        else:
+            B, T, dim_a = a_prev.shape
+            past = a_prev.new_zeros(B, self.fifo_length - 1, dim_a) if state is None else state
+            buf = torch.cat([past, a_prev], 1)  # (B, L - 1 + T, A)
+            windows = buf.unfold(1, self.fifo_length, 1).transpose(-1, -2)  # (B, T, L, A)
+            h = self.mlp(windows.flatten(-2))
+            state = buf[:, buf.shape[1] - (self.fifo_length - 1):]
+        alpha = torch.softmax(self.lin_hidden_to_alpha(h), -1)
+        u = self.lin_hidden_to_u(h) if self.lin_hidden_to_u is not None else None
+        return alpha, u, state
 
 
 class KVAE(nn.Module):
@@ -93,7 +129,13 @@ class KVAE(nn.Module):
             net.to(memory_format=torch.channels_last)
         self.A = nn.Parameter(torch.eye(c.dim_z).repeat(c.K, 1, 1))  # (K, Z, Z)
         self.C = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_a, c.dim_z))  # (K, A, Z)
-        self.alpha_net = AlphaNetwork(c.dim_a, c.K, c.alpha_units)
+        self.B = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_z, c.dim_u)) if c.dim_u \
+            else None  # (K, Z, U)
+        self.alpha_net = DynamicsNetwork(c.dim_a, c.K, c.alpha_units, c.alpha_net,
+                                         c.fifo_length, c.dim_u)
+        self.pixel_log_var = nn.Parameter(torch.full((image_size, image_size),
+                                                     math.log(c.pixel_var))) \
+            if c.learn_pixel_var else None
         self.register_buffer("Q", c.noise_transition * torch.eye(c.dim_z))
         self.register_buffer("R", c.noise_emission * torch.eye(c.dim_a))
         self.register_buffer("mu0", torch.zeros(c.dim_z))
@@ -105,7 +147,9 @@ class KVAE(nn.Module):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """vae: encoder + decoder; lgssm: A_k, C_k; dynamics: the alpha network."""
         return {"vae": [*self.encoder.parameters(), *self.decoder.parameters()],
-                "lgssm": [self.A, self.C], "dynamics": list(self.alpha_net.parameters())}
+                "lgssm": [p for p in (self.A, self.C, self.B) if p is not None],
+                "dynamics": list(self.alpha_net.parameters()),
+                **({"likelihood": [self.pixel_log_var]} if self.pixel_log_var is not None else {})}
 
     # ---- pieces ---------------------------------------------------------------------------
 
@@ -130,59 +174,67 @@ class KVAE(nn.Module):
             out = self.decoder(a.flatten(0, 1))
         return out.view(B, T, *out.shape[-2:])
 
-    def _mix(self, alpha: Tensor) -> tuple[Tensor, Tensor]:
-        """alpha (..., K) -> A (..., Z, Z), C (..., A, Z)."""
+    def _mix(self, alpha: Tensor, u: Tensor | None = None):
+        """alpha (..., K), u (..., U) -> A (..., Z, Z), C (..., A, Z), B u (..., Z) or None."""
         A = torch.einsum("...k,kij->...ij", alpha, self.A)
         C = torch.einsum("...k,kij->...ij", alpha, self.C)
-        return A, C
+        Bu = None if u is None else torch.einsum("...k,kij,...j->...i", alpha, self.B, u)
+        return A, C, Bu
+
+    def _pixel_var(self):
+        return self.pixel_log_var.exp() if self.pixel_log_var is not None else \
+            self.config.pixel_var
 
     def _prior(self, B: int):
         return self.mu0.expand(B, -1), self.Sigma0.expand(B, -1, -1)
 
-    def filter(self, a: Tensor, mask: Tensor):
-        """Kalman filter of codes a (B, T, A) under mask; returns (FilterResult, A, C, alpha).
+    def filter(self, a: Tensor, mask: Tensor) -> tuple[lgssm.FilterResult, Dynamics]:
+        """Kalman filter of codes a (B, T, A) under mask.
 
-        All observed: alpha for every step from one LSTM pass over a_{t-1}, then the batch
-        filter. With gaps: step by step, the LSTM fed the predicted a_t where a_t is missing.
+        All observed: alpha for every step from one pass of the network over a_{t-1}, then the
+        batch filter. With gaps: step by step, the network fed the predicted a_t where a_t is
+        missing.
         """
         B, T, _ = a.shape
         mu0, Sigma0 = self._prior(B)
         if bool((mask > 0.5).all()):
             a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], 1)
-            alpha, _ = self.alpha_net(a_prev)
-            A, C = self._mix(alpha)
-            return lgssm.kalman_filter(a, mask, A, C, self.Q, self.R, mu0, Sigma0), A, C, alpha
+            alpha, u, _ = self.alpha_net(a_prev)
+            A, C, Bu = self._mix(alpha, u)
+            f = lgssm.kalman_filter(a, mask, A, C, self.Q, self.R, mu0, Sigma0, Bu=Bu)
+            return f, Dynamics(A, C, Bu, alpha)
         return self._filter_online(a, mask, mu0, Sigma0)
 
     def _filter_online(self, a, mask, mu0, Sigma0):
         B, T, _ = a.shape
         mean, cov = mu0, Sigma0
         a_prev, state = torch.zeros_like(a[:, 0]), None
-        keys = ("pm", "pc", "fm", "fc", "ll", "A", "C", "alpha")
+        keys = ("pm", "pc", "fm", "fc", "ll", "A", "C", "Bu", "alpha")
         out = {k: [] for k in keys}
         for t in range(T):
-            alpha, state = self.alpha_net(a_prev[:, None], state)
+            alpha, u, state = self.alpha_net(a_prev[:, None], state)
             alpha = alpha[:, 0]
-            A_t, C_t = self._mix(alpha)
+            A_t, C_t, Bu_t = self._mix(alpha, None if u is None else u[:, 0])
             out["pm"].append(mean)
             out["pc"].append(cov)
             predicted_a = (C_t @ mean.unsqueeze(-1)).squeeze(-1)
             mean, cov, ll = lgssm.update(mean, cov, a[:, t], C_t, self.R, mask[:, t])
             for key, value in (("fm", mean), ("fc", cov), ("ll", ll), ("A", A_t), ("C", C_t),
-                               ("alpha", alpha)):
+                               ("Bu", Bu_t), ("alpha", alpha)):
                 out[key].append(value)
             a_prev = torch.where(mask[:, t, None] > 0.5, a[:, t], predicted_a)
             if t + 1 < T:
-                mean, cov = lgssm.predict(mean, cov, A_t, self.Q)
-        out = {k: torch.stack(v, 1) for k, v in out.items()}
+                mean, cov = lgssm.predict(mean, cov, A_t, self.Q, Bu_t)
+        out = {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
         lls = out["ll"]
         result = lgssm.FilterResult(out["fm"], out["fc"], out["pm"], out["pc"], lls, lls.sum(1))
-        return result, out["A"], out["C"], out["alpha"]
+        return result, Dynamics(out["A"], out["C"], out["Bu"], out["alpha"])
 
-    def _lgssm_log_prob(self, a, mask, filtered, A, C, generator):
+    def _lgssm_log_prob(self, a, mask, filtered, dyn: Dynamics, generator):
         """Estimate of log p(a | observed), (B,): exact, or one-sample log p(a, z) - log p(z|a)."""
         if self.config.elbo == "exact":
             return filtered.log_likelihood
+        A, C = dyn.A, dyn.C
         sm = lgssm.rts_smoother(A, filtered)
         z = lgssm.sample_posterior(sm, generator)  # (B, T, Z)
         B, T, Z = z.shape
@@ -191,6 +243,8 @@ class KVAE(nn.Module):
         if T > 1:
             LQ = lgssm.cholesky(self.Q)
             trans = (A[:, :-1] @ z[:, :-1].unsqueeze(-1)).squeeze(-1)
+            if dyn.Bu is not None:
+                trans = trans + dyn.Bu[:, :-1]
             log_p = log_p + lgssm.gaussian_log_prob(z[:, 1:], trans, LQ).sum(1)
         emit = (C @ z.unsqueeze(-1)).squeeze(-1)
         log_emit = lgssm.gaussian_log_prob(a, emit, lgssm.cholesky(self.R))
@@ -221,7 +275,8 @@ class KVAE(nn.Module):
         a = mean + var.sqrt() * eps  # (B, T, A)
         out = self.decode(a)
         frames = mask.sum().clamp_min(1.0)
-        log_px = (frame_log_likelihood(x, out, c.likelihood, c.pixel_var) * mask).sum() / frames
+        log_px = (frame_log_likelihood(x, out, c.likelihood, self._pixel_var())
+                  * mask).sum() / frames
         if c.use_vae:
             log_qa = (-0.5 * (torch.log(2 * torch.pi * var) + eps**2)).sum(-1)
             log_qa = (log_qa * mask).sum() / frames
@@ -231,8 +286,8 @@ class KVAE(nn.Module):
             log_pa = (-0.5 * (a**2 + torch.log(torch.tensor(2 * torch.pi))).sum(-1) * mask).sum()
             log_pa = log_pa / frames
         else:
-            filtered, A, C, _ = self.filter(a, mask)
-            log_pa = self._lgssm_log_prob(a, mask, filtered, A, C, generator).sum() / frames
+            filtered, dyn = self.filter(a, mask)
+            log_pa = self._lgssm_log_prob(a, mask, filtered, dyn, generator).sum() / frames
         elbo = log_px - log_qa + log_pa
         loss = -(c.scale_reconstruction * log_px - log_qa + log_pa)
         logs = {"elbo": elbo.item(), "log_px": log_px.item(), "log_qa": log_qa.item(),
@@ -245,12 +300,12 @@ class KVAE(nn.Module):
         "smoothed" (all observed frames) and "filtered" (frames up to t)."""
         _check_inputs(x, mask)
         a, _ = self.encode(x)
-        filtered, A, C, _ = self.filter(a, mask)
-        smoothed = lgssm.rts_smoother(A, filtered)
+        filtered, dyn = self.filter(a, mask)
+        smoothed = lgssm.rts_smoother(dyn.A, filtered)
         out = {}
         for name, z in (("smoothed", smoothed.smoothed_means),
                         ("filtered", filtered.filtered_means)):
-            a_hat = (C @ z.unsqueeze(-1)).squeeze(-1)
+            a_hat = (dyn.C @ z.unsqueeze(-1)).squeeze(-1)
             out[name] = frame_mean(self.decode(a_hat), self.config.likelihood)
         return out
 
@@ -272,23 +327,25 @@ class KVAE(nn.Module):
         a, _ = self.encode(xs[:, :n_observed])
         a = torch.cat([a, a.new_zeros(B, steps, a.shape[-1])], 1)
         if not sample:
-            filtered, _, C, _ = self.filter(a, mask)
-            a_hat = (C @ filtered.filtered_means.unsqueeze(-1)).squeeze(-1)[:, n_observed:]
+            filtered, dyn = self.filter(a, mask)
+            a_hat = (dyn.C @ filtered.filtered_means.unsqueeze(-1)).squeeze(-1)[:, n_observed:]
             return frame_mean(self.decode(a_hat), self.config.likelihood)
-        filtered, _, _, _ = self.filter(a[:, :n_observed], mask[:, :n_observed])
+        filtered, _ = self.filter(a[:, :n_observed], mask[:, :n_observed])
         z = lgssm.sample_gaussian(filtered.filtered_means[:, -1], filtered.filtered_covs[:, -1],
                                   generator)  # z_{n-1}
         a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :n_observed - 1]], 1)
-        alphas, state = self.alpha_net(a_prev)
+        alphas, us, state = self.alpha_net(a_prev)
         alpha, code = alphas[:, -1], a[:, n_observed - 1]  # alpha_{n-1}, a_{n-1}
+        u = None if us is None else us[:, -1]
         Q, R = self.Q.expand(B, -1, -1), self.R.expand(B, -1, -1)
         codes = []
         for _ in range(steps):
-            A_prev, _ = self._mix(alpha)  # A_{t-1}
-            z = lgssm.sample_gaussian((A_prev @ z.unsqueeze(-1)).squeeze(-1), Q, generator)
-            alpha, state = self.alpha_net(code[:, None], state)  # alpha_t sees a_{t-1}
-            alpha = alpha[:, 0]
-            _, C_t = self._mix(alpha)
+            A_prev, _, Bu = self._mix(alpha, u)  # A_{t-1}, B_{t-1} u_{t-1}
+            mean = (A_prev @ z.unsqueeze(-1)).squeeze(-1) + (0 if Bu is None else Bu)
+            z = lgssm.sample_gaussian(mean, Q, generator)
+            alpha, u, state = self.alpha_net(code[:, None], state)  # alpha_t sees a_{t-1}
+            alpha, u = alpha[:, 0], None if u is None else u[:, 0]
+            _, C_t, _ = self._mix(alpha, u)
             code = lgssm.sample_gaussian((C_t @ z.unsqueeze(-1)).squeeze(-1), R, generator)
             codes.append(code)
         return frame_mean(self.decode(torch.stack(codes, 1)), self.config.likelihood)

@@ -112,14 +112,16 @@ def build_autoencoder(kind: str, image_size: int, dim_a: int, noise_emission: fl
     return enc(image_size, dim_a, noise_emission=noise_emission), dec(image_size, dim_a)
 
 
-def frame_log_likelihood(x: Tensor, out: Tensor, likelihood: str, pixel_var: float) -> Tensor:
+def frame_log_likelihood(x: Tensor, out: Tensor, likelihood: str,
+                         pixel_var: float | Tensor) -> Tensor:
     """log p(x_t | a_t) summed over pixels: x (..., H, W) in [0, 1], out = decoder output.
-    Bernoulli: out are logits; Gaussian: out are means with fixed variance pixel_var."""
+    Bernoulli: out are logits; Gaussian: out are means, variance pixel_var (a number, or a
+    tensor (H, W) of per-pixel variances)."""
     if likelihood == "bernoulli":
         ll = -nn.functional.binary_cross_entropy_with_logits(out, x, reduction="none")
     else:
-        ll = -0.5 * ((x - out) ** 2 / pixel_var + torch.log(
-            torch.tensor(2 * torch.pi * pixel_var, device=x.device)))
+        var = torch.as_tensor(pixel_var, dtype=out.dtype, device=out.device)
+        ll = -0.5 * ((x - out) ** 2 / var + torch.log(2 * torch.pi * var))
     return ll.sum((-2, -1))
 
 
