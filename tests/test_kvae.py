@@ -64,11 +64,16 @@ def test_missing_step_skips_update_and_feeds_the_prediction():
     f2, dyn2 = m.filter(a2, mask)
     torch.testing.assert_close(f2.filtered_means, f.filtered_means)
     torch.testing.assert_close(dyn2.alpha, alpha)
-    # and what alpha saw at step 4 is the predicted a_3
+    # the network was fed a_0, a_1, a_2, then the predicted a_3 = C_3 m_3, then a_4 ...
     predicted_a3 = (C[:, 3] @ f.predicted_means[:, 3, :, None]).squeeze(-1)
-    _, _, state = m.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a[:, :2]], 1))
-    expect, _, _ = m.alpha_net(torch.stack([a[:, 2], predicted_a3], 1), state)
-    torch.testing.assert_close(alpha[:, 3:5], expect, atol=1e-6, rtol=1e-5)
+    fed = torch.cat([torch.zeros_like(a[:, :1]), a[:, :3], predicted_a3[:, None], a[:, 4:]], 1)
+    expect, _, _ = m.alpha_net(fed)
+    torch.testing.assert_close(alpha, expect, atol=1e-6, rtol=1e-5)
+    # C_t uses alpha_t = f(a_{<t}); the transition out of z_t uses alpha_{t+1} (it knows a_t)
+    _, C_expect, _ = m._mix(alpha[:, :7])
+    A_expect, _, _ = m._mix(alpha[:, 1:])
+    torch.testing.assert_close(C, C_expect)
+    torch.testing.assert_close(dyn.A, A_expect)
 
 
 def test_generate_mean_equals_imputation_with_a_missing_future():

@@ -3,9 +3,12 @@
     q(a_t | x_t)                      recognition: conv (or MLP) encoder, Gaussian
     p(x_t | a_t)                      generation: sub-pixel decoder, Bernoulli (or Gaussian) pixels
     p(z_1) = N(mu0, Sigma0)
-    p(z_{t+1} | z_t) = N(A_t z_t, Q)  A_t = sum_k alpha_t,k A_k
-    p(a_t | z_t)     = N(C_t z_t, R)  C_t = sum_k alpha_t,k C_k
-    alpha_t = softmax(W LSTM(a_{<t}))  dynamics parameter network (sees a_{t-1}; a_{-1} = 0)
+    alpha_t = softmax(W LSTM(a_{<t}))   dynamics parameter network (fed a_{t-1}; a_{-1} = 0)
+    p(a_t | z_t)     = N(C_t z_t, R)    C_t = sum_k alpha_t,k C_k
+    p(z_{t+1} | z_t) = N(A_t z_t, Q)    A_t = sum_k alpha_{t+1},k A_k
+
+so the transition out of z_t is chosen knowing a_t, as in the paper (z_t = A_t z_{t-1} with
+alpha_t(a_{0:t-1})) and the 2017 code (which updates alpha with a_t before mixing A).
 
 Inference in the LGSSM is exact (kvae_bench.lgssm). The objective per observed frame (Sec. 3.2):
 
@@ -79,7 +82,7 @@ class Dynamics(NamedTuple):
     A: Tensor  # (B, T, Z, Z)  A_t = sum_k alpha_t,k A_k
     C: Tensor  # (B, T, A, Z)  C_t = sum_k alpha_t,k C_k
     Bu: Tensor | None  # (B, T, Z)  B_t u_t, or None without control
-    alpha: Tensor  # (B, T, K)
+    alpha: Tensor  # (B, T + 1, K): alpha[:, t] = f(a_{<t}) sets C_t, alpha[:, t+1] sets A_t
 
 
 class DynamicsNetwork(nn.Module):
@@ -191,16 +194,16 @@ class KVAE(nn.Module):
     def filter(self, a: Tensor, mask: Tensor) -> tuple[lgssm.FilterResult, Dynamics]:
         """Kalman filter of codes a (B, T, A) under mask.
 
-        All observed: alpha for every step from one pass of the network over a_{t-1}, then the
-        batch filter. With gaps: step by step, the network fed the predicted a_t where a_t is
-        missing.
+        All observed: alpha for every step from one pass of the network over a_{-1} = 0,
+        a_0, ..., a_{T-1}, then the batch filter. With gaps: step by step, the network fed the
+        predicted a_t = C_t m_t where a_t is missing.
         """
         B, T, _ = a.shape
         mu0, Sigma0 = self._prior(B)
         if bool((mask > 0.5).all()):
-            a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], 1)
-            alpha, u, _ = self.alpha_net(a_prev)
-            A, C, Bu = self._mix(alpha, u)
+            alpha, u, _ = self.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a], 1))
+            _, C, _ = self._mix(alpha[:, :T])
+            A, _, Bu = self._mix(alpha[:, 1:], None if u is None else u[:, 1:])
             f = lgssm.kalman_filter(a, mask, A, C, self.Q, self.R, mu0, Sigma0, Bu=Bu)
             return f, Dynamics(A, C, Bu, alpha)
         return self._filter_online(a, mask, mu0, Sigma0)
@@ -208,27 +211,30 @@ class KVAE(nn.Module):
     def _filter_online(self, a, mask, mu0, Sigma0):
         B, T, _ = a.shape
         mean, cov = mu0, Sigma0
-        a_prev, state = torch.zeros_like(a[:, 0]), None
-        keys = ("pm", "pc", "fm", "fc", "ll", "A", "C", "Bu", "alpha")
-        out = {k: [] for k in keys}
+        alpha, _, state = self.alpha_net(torch.zeros_like(a[:, :1]))  # alpha_0
+        alpha = alpha[:, 0]
+        out = {k: [] for k in ("pm", "pc", "fm", "fc", "ll", "A", "C", "Bu")}
+        alphas = [alpha]
         for t in range(T):
-            alpha, u, state = self.alpha_net(a_prev[:, None], state)
-            alpha = alpha[:, 0]
-            A_t, C_t, Bu_t = self._mix(alpha, None if u is None else u[:, 0])
+            _, C_t, _ = self._mix(alpha)
             out["pm"].append(mean)
             out["pc"].append(cov)
             predicted_a = (C_t @ mean.unsqueeze(-1)).squeeze(-1)
             mean, cov, ll = lgssm.update(mean, cov, a[:, t], C_t, self.R, mask[:, t])
+            seen = torch.where(mask[:, t, None] > 0.5, a[:, t], predicted_a)
+            alpha, u, state = self.alpha_net(seen[:, None], state)  # alpha_{t+1} knows a_t
+            alpha, u = alpha[:, 0], None if u is None else u[:, 0]
+            alphas.append(alpha)
+            A_t, _, Bu_t = self._mix(alpha, u)
             for key, value in (("fm", mean), ("fc", cov), ("ll", ll), ("A", A_t), ("C", C_t),
-                               ("Bu", Bu_t), ("alpha", alpha)):
+                               ("Bu", Bu_t)):
                 out[key].append(value)
-            a_prev = torch.where(mask[:, t, None] > 0.5, a[:, t], predicted_a)
             if t + 1 < T:
                 mean, cov = lgssm.predict(mean, cov, A_t, self.Q, Bu_t)
         out = {k: (torch.stack(v, 1) if v[0] is not None else None) for k, v in out.items()}
         lls = out["ll"]
         result = lgssm.FilterResult(out["fm"], out["fc"], out["pm"], out["pc"], lls, lls.sum(1))
-        return result, Dynamics(out["A"], out["C"], out["Bu"], out["alpha"])
+        return result, Dynamics(out["A"], out["C"], out["Bu"], torch.stack(alphas, 1))
 
     def _lgssm_log_prob(self, a, mask, filtered, dyn: Dynamics, generator):
         """Estimate of log p(a | observed), (B,): exact, or one-sample log p(a, z) - log p(z|a)."""
@@ -333,21 +339,20 @@ class KVAE(nn.Module):
         filtered, _ = self.filter(a[:, :n_observed], mask[:, :n_observed])
         z = lgssm.sample_gaussian(filtered.filtered_means[:, -1], filtered.filtered_covs[:, -1],
                                   generator)  # z_{n-1}
-        a_prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :n_observed - 1]], 1)
-        alphas, us, state = self.alpha_net(a_prev)
-        alpha, code = alphas[:, -1], a[:, n_observed - 1]  # alpha_{n-1}, a_{n-1}
-        u = None if us is None else us[:, -1]
+        # the network's state after a_{-1} = 0, a_0 .. a_{n-1}: alpha_n
+        alphas, us, state = self.alpha_net(torch.cat([torch.zeros_like(a[:, :1]),
+                                                      a[:, :n_observed]], 1))
+        alpha, u = alphas[:, -1], None if us is None else us[:, -1]
         Q, R = self.Q.expand(B, -1, -1), self.R.expand(B, -1, -1)
         codes = []
         for _ in range(steps):
-            A_prev, _, Bu = self._mix(alpha, u)  # A_{t-1}, B_{t-1} u_{t-1}
+            A_prev, C_t, Bu = self._mix(alpha, u)  # A_{t-1} and C_t both use alpha_t
             mean = (A_prev @ z.unsqueeze(-1)).squeeze(-1) + (0 if Bu is None else Bu)
             z = lgssm.sample_gaussian(mean, Q, generator)
-            alpha, u, state = self.alpha_net(code[:, None], state)  # alpha_t sees a_{t-1}
-            alpha, u = alpha[:, 0], None if u is None else u[:, 0]
-            _, C_t, _ = self._mix(alpha, u)
             code = lgssm.sample_gaussian((C_t @ z.unsqueeze(-1)).squeeze(-1), R, generator)
             codes.append(code)
+            alpha, u, state = self.alpha_net(code[:, None], state)  # alpha_{t+1} sees a_t
+            alpha, u = alpha[:, 0], None if u is None else u[:, 0]
         return frame_mean(self.decode(torch.stack(codes, 1)), self.config.likelihood)
 
 
