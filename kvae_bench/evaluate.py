@@ -145,18 +145,17 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
         "imputation": imputation, "walls_predictor": trivial, "generation": generation,
         "max_pairwise_hamming": metrics.max_pairwise_hamming(frames),
     }
-    result.update(_latent_scores(model, config, x, true_xy, batch_size, device, has_xy))
+    result.update(_latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy))
     result["seconds"] = round(time.time() - t0, 1)
     runinfo.atomic_write_json(run_dir / "metrics.json", result)
     _save_npz(run_dir / "examples.npz", examples)
     return run_dir / "metrics.json"
 
 
-def _latent_scores(model, config, x, true_xy, batch_size, device, has_xy) -> dict:
+def _latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy) -> dict:
     """Test ELBO terms, reconstruction Hamming and the linear position probe."""
     from kvae_bench.train import evaluate_elbo
 
-    test = VideoSplit(config["data"], "test")
     out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"])}
     frames = x.numpy()
     codes, recon = [], []
