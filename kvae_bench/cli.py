@@ -165,8 +165,10 @@ def inspect(file, gif, n_gif):
                    "see `kvae-bench options`).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--evaluate/--no-evaluate", "then_evaluate", default=True, show_default=True,
+              help="Score the run on the benchmark protocol when training ends.")
 @user_errors
-def train(model, data, epochs, seed, out, config_file, sets, device, resume):
+def train(model, data, epochs, seed, out, config_file, sets, device, resume, then_evaluate):
     """Train a model on a dataset; the defaults reproduce the paper."""
     from kvae_bench.train import train as run
 
@@ -188,6 +190,10 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume):
     out = out or Path("results/runs") / f"{model}-{data.stem}-s{seed}"
     path = run(out, model, data, options, seed=seed, device=device, resume=resume)
     click.echo(f"trained {model} in {path}: see {path / 'log.jsonl'}")
+    if then_evaluate:
+        from kvae_bench.evaluate import evaluate
+
+        click.echo(f"wrote {evaluate(path, device=device)}")
 
 
 @main.command("evaluate")

@@ -12,7 +12,7 @@ from kvae_bench.cli import main
 from kvae_bench.models import MODELS, build, model_config
 
 OPTS = ["--set", "batch_size=16", "--set", "eval_limit=16", "--set", "kf_update_steps=0",
-        "--set", "warmup_steps=2"]
+        "--set", "warmup_steps=2", "--no-evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,16 @@ def trained(tmp_path_factory):
                                           "--out", str(out), "--epochs", "1", "--seed",
                                           str(seed), "--device", "cpu", *OPTS])
             assert r.exit_code == 0, r.output
-            r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
-            assert r.exit_code == 0, r.output
+            if seed == 0:
+                r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
+                assert r.exit_code == 0, r.output
+    # and train evaluates at the end by default
+    out = runs / "kvae-box-s1"
+    r = CliRunner().invoke(main, ["train", "--model", "kvae", "--data", str(data), "--out",
+                                  str(out), "--epochs", "2", "--seed", "1", "--device", "cpu",
+                                  "--resume", *OPTS[:-1]])
+    assert r.exit_code == 0, r.output
+    assert "metrics.json" in r.output and (out / "metrics.json").exists()
     return root
 
 

@@ -14,7 +14,8 @@ from kvae_bench.cli import main
 from kvae_bench.errors import UserError
 from kvae_bench.train import train
 
-TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16"]
+TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16",
+        "--no-evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +157,25 @@ def test_elbo_improves_on_a_small_box_set(tmp_path):
     assert last > first + 50, (first, last)
     # better than the average frame (about -102 nats): the codes carry the ball's position
     assert log[-1]["test_log_px"] > -80, log[-1]["test_log_px"]
+
+
+def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path):
+    """Options from a TOML file; train_miss_prob trains through the online (gappy) filter."""
+    cfg = tmp_path / "opts.toml"
+    cfg.write_text('batch_size = 16\neval_limit = 16\ntrain_miss_prob = 0.5\nt_init = 2\n'
+                   'alpha_net = "mlp"\n')
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
+                                  "--epochs", "1", "--config", str(cfg), "--device", "cpu",
+                                  "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["train_config"]["train_miss_prob"] == 0.5
+    assert config["model_config"]["alpha_net"] == "mlp"
+    row = json.loads((out / "log.jsonl").read_text())
+    assert row["skipped_steps"] == 0 and torch.isfinite(torch.tensor(row["train_elbo"]))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("batch_size = [")
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out",
+                                  str(tmp_path / "r2"), "--config", str(bad)])
+    assert r.exit_code == 1 and "cannot read" in r.output
