@@ -258,7 +258,7 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
                 skipped += 1
                 bad_in_a_row += 1
                 if bad_in_a_row > tcfg.max_bad_steps:
-                    last = (f"{ckpt_path} (epoch {start_epoch_done(ckpt_path)})"
+                    last = (f"{ckpt_path} (epoch {_checkpoint_epoch(ckpt_path)})"
                             if ckpt_path.exists() else "none (no epoch finished)")
                     raise TrainingDiverged(
                         f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "
@@ -291,7 +291,7 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
     return run_dir
 
 
-def start_epoch_done(ckpt_path: Path) -> int:
+def _checkpoint_epoch(ckpt_path: Path) -> int:
     return torch.load(ckpt_path, map_location="cpu", weights_only=True)["epoch"]
 
 
