@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from kvae_bench.models.nets import build_autoencoder, frame_mean
+from kvae_bench.models.nets import SequenceCodec, build_autoencoder, frame_mean
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class CodeRNNConfig:
             raise ValueError("dim_a and units must be >= 1")
 
 
-class CodeRNN(nn.Module):
+class CodeRNN(SequenceCodec, nn.Module):
     """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1}. Subclasses define `loss`."""
 
     def __init__(self, config: CodeRNNConfig, image_size: int):
@@ -45,28 +45,11 @@ class CodeRNN(nn.Module):
         self.lstm = nn.LSTM(config.dim_a, config.units, batch_first=True)
         self.lin_hidden_to_mean = nn.Linear(config.units, config.dim_a)
         self.lin_hidden_to_var = nn.Linear(config.units, config.dim_a)
-        self.conv_dtype = None
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         rnn = [*self.lstm.parameters(), *self.lin_hidden_to_mean.parameters(),
                *self.lin_hidden_to_var.parameters()]
         return {"vae": [*self.encoder.parameters(), *self.decoder.parameters()], "rnn": rnn}
-
-    def _autocast(self, x: Tensor):
-        return torch.autocast(x.device.type, dtype=self.conv_dtype or torch.bfloat16,
-                              enabled=self.conv_dtype is not None)
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        B, T = x.shape[:2]
-        with self._autocast(x):
-            mean, var = self.encoder(x.flatten(0, 1))
-        return mean.view(B, T, -1), var.view(B, T, -1)
-
-    def decode(self, a: Tensor) -> Tensor:
-        B, T = a.shape[:2]
-        with self._autocast(a):
-            out = self.decoder(a.flatten(0, 1))
-        return out.view(B, T, *out.shape[-2:])
 
     def _head(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """LSTM output -> mean and variance of the predicted code."""

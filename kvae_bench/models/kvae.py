@@ -34,7 +34,12 @@ import torch
 from torch import Tensor, nn
 
 from kvae_bench import lgssm
-from kvae_bench.models.nets import build_autoencoder, frame_log_likelihood, frame_mean
+from kvae_bench.models.nets import (
+    SequenceCodec,
+    build_autoencoder,
+    frame_log_likelihood,
+    frame_mean,
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class DynamicsNetwork(nn.Module):
         return alpha, u, state
 
 
-class KVAE(nn.Module):
+class KVAE(SequenceCodec, nn.Module):
     """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed)."""
 
     def __init__(self, config: KVAEConfig, image_size: int):
@@ -143,7 +148,6 @@ class KVAE(nn.Module):
         self.register_buffer("R", c.noise_emission * torch.eye(c.dim_a))
         self.register_buffer("mu0", torch.zeros(c.dim_z))
         self.register_buffer("Sigma0", c.init_cov * torch.eye(c.dim_z))
-        self.conv_dtype = None  # torch.bfloat16: autocast the encoder and decoder
 
     # ---- parameter groups for the training schedule ----------------------------------------
 
@@ -156,26 +160,10 @@ class KVAE(nn.Module):
 
     # ---- pieces ---------------------------------------------------------------------------
 
-    def _autocast(self, x: Tensor):
-        enabled = self.conv_dtype is not None
-        return torch.autocast(x.device.type, dtype=self.conv_dtype or torch.bfloat16,
-                              enabled=enabled)
-
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, T, H, W) -> mean, var of q(a_t | x_t), (B, T, A) each."""
-        B, T = x.shape[:2]
-        with self._autocast(x):
-            mean, var = self.encoder(x.flatten(0, 1))
-        if not self.config.use_vae:
-            var = torch.zeros_like(var)
-        return mean.view(B, T, -1), var.view(B, T, -1)
-
-    def decode(self, a: Tensor) -> Tensor:
-        """a (B, T, A) -> decoder output (B, T, H, W): logits or pixel means."""
-        B, T = a.shape[:2]
-        with self._autocast(a):
-            out = self.decoder(a.flatten(0, 1))
-        return out.view(B, T, *out.shape[-2:])
+        """x (B, T, H, W) -> mean, var of q(a_t | x_t), (B, T, A) each (var 0 without VAE)."""
+        mean, var = super().encode(x)
+        return mean, var if self.config.use_vae else torch.zeros_like(var)
 
     def _mix(self, alpha: Tensor, u: Tensor | None = None):
         """alpha (..., K), u (..., U) -> A (..., Z, Z), C (..., A, Z), B u (..., Z) or None."""

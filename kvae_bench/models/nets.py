@@ -105,6 +105,31 @@ class MLPDecoder(nn.Module):
 ENCODERS = {"conv": (ConvEncoder, SubPixelDecoder), "mlp": (MLPEncoder, MLPDecoder)}
 
 
+class SequenceCodec:
+    """Mixin for models with `self.encoder` and `self.decoder`: apply them frame by frame to
+    sequences, the conv layers under autocast to `self.conv_dtype` (None: no autocast)."""
+
+    conv_dtype: torch.dtype | None = None
+
+    def _autocast(self, x: Tensor):
+        return torch.autocast(x.device.type, dtype=self.conv_dtype or torch.bfloat16,
+                              enabled=self.conv_dtype is not None)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, H, W) -> mean, var of q(a_t | x_t), (B, T, A) each."""
+        B, T = x.shape[:2]
+        with self._autocast(x):
+            mean, var = self.encoder(x.flatten(0, 1))
+        return mean.view(B, T, -1), var.view(B, T, -1)
+
+    def decode(self, a: Tensor) -> Tensor:
+        """a (B, T, A) -> decoder output (B, T, H, W): logits or pixel means."""
+        B, T = a.shape[:2]
+        with self._autocast(a):
+            out = self.decoder(a.flatten(0, 1))
+        return out.view(B, T, *out.shape[-2:])
+
+
 def build_autoencoder(kind: str, image_size: int, dim_a: int, noise_emission: float):
     if kind not in ENCODERS:
         raise ValueError(f"unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}")
