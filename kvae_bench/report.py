@@ -1,5 +1,8 @@
 """runs/*/metrics.json -> results: table.csv, summary.json, README.md, figures/, videos/.
 
+README.md is generated; hand-written commentary goes in NOTES.md beside it, which every
+report copies in below the title.
+
 Every number is aggregated over seeds (mean, std, n). Missing or malformed run files are
 reported by name and skipped.
 """
@@ -19,6 +22,7 @@ from kvae_bench import runinfo
 from kvae_bench.evaluate import SCHEMA, SCHEMA_VERSION
 
 COLUMNS = ("env", "model", "method", "protocol", "level", "metric", "mean", "std", "n")
+NOTES_FILE = "NOTES.md"  # hand-written commentary in the output folder, kept in README.md
 
 # The paper's Figure 3 (box), read off the plot (DESIGN.md): (protocol, level) -> series.
 PAPER_BOX = {
@@ -143,14 +147,16 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
 
 
-def markdown(table: list[dict], metrics: list[dict], problems: list[str], commands: list[str]
-             ) -> str:
+def markdown(table: list[dict], metrics: list[dict], problems: list[str], commands: list[str],
+             notes: str = "") -> str:
     by = {(r["env"], r["model"], r["method"], r["protocol"], str(r["level"]), r["metric"]): r
           for r in table}
     lines = ["# kvae-bench results", "",
              "Fraction of incorrect pixels over the unobserved frames (Hamming, lower is better),",
              "mean ± std over seeds; `paper` columns are read off Figure 3 of Fraccaro et al.",
              "(2017); `walls` is the trivial predictor that draws the empty box.", ""]
+    if notes.strip():
+        lines += [notes.strip(), ""]
     envs = sorted({r["env"] for r in table})
     for env in envs:
         series = sorted({(r["model"], r["method"]) for r in table
@@ -302,5 +308,7 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
                                      f"{m['env']}-{m['model']}.gif"):
             seen.add(key)
     commands = commands or ["kvae-bench report"]
-    _atomic_text(out_dir / "README.md", markdown(table, metrics, problems, commands))
+    notes_path = out_dir / NOTES_FILE
+    notes = notes_path.read_text() if notes_path.exists() else ""
+    _atomic_text(out_dir / "README.md", markdown(table, metrics, problems, commands, notes))
     return out_dir, problems

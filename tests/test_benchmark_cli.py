@@ -99,6 +99,8 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     broken.mkdir(exist_ok=True)
     (broken / "metrics.json").write_text("{not json")
     out = tmp_path / "results"
+    out.mkdir()
+    (out / "NOTES.md").write_text("How these numbers were made: by hand.")
     r = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "broken-run" in r.output and "skipped" in r.output
@@ -114,6 +116,7 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     assert any(r["protocol"] == "generation" for r in rows)
     readme = (out / "README.md").read_text()
     assert "paper kvae smoothed" in readme and "kvae-bench report" in readme
+    assert "How these numbers were made: by hand." in readme
     assert (out / "figures" / "box.png").stat().st_size > 1000
     assert (out / "videos" / "box-kvae.gif").exists()
     summary = json.loads((out / "summary.json").read_text())
