@@ -197,10 +197,5 @@ def _env_name(data_path: str) -> str:
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
+    with runinfo.atomic_path(path, suffix=".tmp.npz") as tmp:  # numpy wants the .npz suffix
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

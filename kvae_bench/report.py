@@ -129,18 +129,7 @@ def write_csv(table: list[dict], path: Path) -> None:
     w.writeheader()
     for row in table:
         w.writerow({**row, "mean": f"{row['mean']:.6g}", "std": f"{row['std']:.3g}"})
-    _atomic_text(path, buf.getvalue())
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    runinfo.atomic_write_text(path, buf.getvalue())
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -255,11 +244,9 @@ def figure(table: list[dict], env: str, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with runinfo.atomic_path(path, suffix=".tmp.png") as tmp:  # the suffix names the format
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def strip(run: Path, path: Path) -> bool:
@@ -310,5 +297,6 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     commands = commands or ["kvae-bench report"]
     notes_path = out_dir / NOTES_FILE
     notes = notes_path.read_text() if notes_path.exists() else ""
-    _atomic_text(out_dir / "README.md", markdown(table, metrics, problems, commands, notes))
+    runinfo.atomic_write_text(out_dir / "README.md",
+                              markdown(table, metrics, problems, commands, notes))
     return out_dir, problems

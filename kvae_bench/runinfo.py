@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -42,21 +43,31 @@ def _finite(obj):
     return obj
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON to path via a temporary file and a rename: never a half-written file.
-    NaN is written as null."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+    """Yield a temporary path beside `path` to write to; on success it replaces `path` (made
+    readable, 0644), on any error it is removed: never a half-written file at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
+        yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """Write JSON atomically (see atomic_path). NaN is written as null."""
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
 
 
 def versions() -> dict[str, str]:

@@ -132,13 +132,8 @@ def _to_cpu(obj):
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with runinfo.atomic_path(path) as tmp:
         torch.save(_to_cpu(obj), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -148,9 +143,7 @@ def _read_log(path: Path) -> list[dict]:
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    runinfo.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,

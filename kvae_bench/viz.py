@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from kvae_bench.runinfo import atomic_path
 
 
 def video_grid(videos: np.ndarray, cols: int = 4, scale: int = 4, gap: int = 1,
@@ -33,17 +34,8 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float = 5.0) -> 
     """Write (T, H, W) uint8 frames as a looping greyscale GIF, atomically."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f, mode="L") for f in frames]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                        duration=int(round(1000 / fps)), optimize=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
