@@ -27,6 +27,7 @@ from kvae_bench.data import VideoSplit, fingerprint
 from kvae_bench.errors import UserError
 from kvae_bench.models import build, model_config
 from kvae_bench.models.nets import frame_mean
+from kvae_bench.train import evaluate_elbo, training_history
 
 SCHEMA = "kvae-bench/metrics"
 SCHEMA_VERSION = 1
@@ -142,6 +143,7 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
         "data": config["data"], "data_fingerprint": data_fingerprint,
         "mask_seed": mask_seed, "mask_fingerprint": masks.fingerprint(N, T, mask_seed),
         "test_sequences": N, "device": device, "created_utc": runinfo.utc_now(),
+        "training": training_history(run_dir),
         "imputation": imputation, "walls_predictor": trivial, "generation": generation,
         "max_pairwise_hamming": metrics.max_pairwise_hamming(frames),
     }
@@ -154,7 +156,6 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
 
 def _latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy) -> dict:
     """Test ELBO terms, reconstruction Hamming and the linear position probe."""
-    from kvae_bench.train import evaluate_elbo
 
     out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"])}
     frames = x.numpy()

@@ -20,6 +20,7 @@ import numpy as np
 
 from kvae_bench import runinfo
 from kvae_bench.evaluate import SCHEMA, SCHEMA_VERSION
+from kvae_bench.train import training_history
 
 COLUMNS = ("env", "model", "method", "protocol", "level", "metric", "mean", "std", "n")
 NOTES_FILE = "NOTES.md"  # hand-written commentary in the output folder, kept in README.md
@@ -63,6 +64,8 @@ def load_metrics(runs_dir: Path) -> tuple[list[dict], list[str]]:
             for key in ("env", "model", "seed", "imputation", "walls_predictor", "generation"):
                 if key not in m:
                     raise ValueError(f"no {key!r}")
+            if not m.get("training"):  # evaluated before metrics.json kept it
+                m["training"] = training_history(path.parent)
             found.append(m)
         except (OSError, ValueError, AttributeError) as e:
             problems.append(f"{path}: skipped ({e})")
@@ -199,12 +202,17 @@ def markdown(table: list[dict], metrics: list[dict], problems: list[str], comman
                              f" | {r['n']} |")
             lines.append("")
         lines += [f"![{env}](figures/{env}.png)", ""]
-    lines += ["## Runs", "", "| run | model | env | seed | epoch | code | device | minutes |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["## Runs", "",
+              "Training minutes are the sum of the epochs' times in log.jsonl (a run resumed "
+              "on another machine lists each part).", "",
+              "| run | model | env | seed | epochs | trained on (minutes) | evaluated on "
+              "(minutes) | code |", "|---|---|---|---|---|---|---|---|"]
     for m in metrics:
+        trained = " + ".join(f"{s['device']} {s['epochs']} ep ({s['seconds'] / 60:.1f})"
+                             for s in m.get("training") or [])
         lines.append(f"| {m['run']} | {m['model']} | {m['env']} | {m['seed']} | {m['epoch']} | "
-                     f"{(m.get('code_version') or '')[:12]} | {m.get('device', '')} | "
-                     f"{m.get('seconds', 0) / 60:.1f} |")
+                     f"{trained} | {m.get('device', '')} ({m.get('seconds', 0) / 60:.1f}) | "
+                     f"{(m.get('code_version') or '')[:12]} |")
     lines.append("")
     if problems:
         lines += ["## Skipped", ""] + [f"- {p}" for p in problems] + [""]

@@ -142,6 +142,26 @@ def _read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def training_history(run_dir: str | os.PathLike) -> list[dict]:
+    """Where a run's epochs ran: [{"device", "epochs", "seconds"}] in order, from log.jsonl.
+
+    A run may be resumed on another machine; rows written before the log recorded the
+    device ran on the device in config.json.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    default = json.loads(config_path.read_text()).get("device", "") if config_path.exists() \
+        else ""
+    spans: list[dict] = []
+    for row in _read_log(run_dir / "log.jsonl"):
+        dev = row.get("device", default)
+        if not spans or spans[-1]["device"] != dev:
+            spans.append({"device": dev, "epochs": 0, "seconds": 0.0})
+        spans[-1]["epochs"] += 1
+        spans[-1]["seconds"] = round(spans[-1]["seconds"] + row.get("seconds", 0.0), 2)
+    return spans
+
+
 def _write_log(path: Path, rows: list[dict]) -> None:
     runinfo.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
@@ -269,7 +289,8 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
         test_logs = {f"test_{k}": v for k, v in evaluate_elbo(
             model, test_data, 2 * tcfg.batch_size, device, seed).items()}
         row = {"epoch": epoch + 1, "step": step, "lr": lr, "skipped_steps": skipped,
-               **train_logs, **test_logs, "seconds": round(time.time() - t0, 2)}
+               **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
+               "device": device}
         log_rows.append(row)
         _write_log(log_path, log_rows)
         _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

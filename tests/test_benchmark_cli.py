@@ -91,6 +91,7 @@ def test_metrics_json(trained):
     assert {r["method"] for r in b["imputation"]} == {"imputed"}
     assert b["mask_fingerprint"] == m["mask_fingerprint"]  # identical masks for every model
     assert (trained / "runs" / "kvae-box-s0" / "examples.npz").exists()
+    assert [(t["device"], t["epochs"]) for t in m["training"]] == [("cpu", 1)]
 
 
 def test_report_tables_figures_and_skips(trained, tmp_path):
@@ -117,6 +118,7 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     readme = (out / "README.md").read_text()
     assert "paper kvae smoothed" in readme and "kvae-bench report" in readme
     assert "How these numbers were made: by hand." in readme
+    assert "| kvae | box | 1 | 2 | cpu 2 ep (" in readme  # where and how long each run trained
     assert (out / "figures" / "box.png").stat().st_size > 1000
     assert (out / "videos" / "box-kvae.gif").exists()
     summary = json.loads((out / "summary.json").read_text())

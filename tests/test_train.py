@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from kvae_bench.cli import main
 from kvae_bench.errors import UserError
-from kvae_bench.train import train
+from kvae_bench.train import train, training_history
 
 TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16",
         "--no-evaluate"]
@@ -81,7 +81,10 @@ def test_run_directory_contents(tiny_data, tmp_path):
     row = json.loads((out / "log.jsonl").read_text())
     for key in ("train_elbo", "test_elbo", "test_log_px", "seconds", "lr"):
         assert key in row
+    assert row.pop("device") == "cpu"
     assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
+    assert training_history(out) == [{"device": "cpu", "epochs": 1,
+                                      "seconds": row["seconds"]}]
     # the run exists now: a second train without --resume refuses
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
                                   "--epochs", "1"])
@@ -179,3 +182,17 @@ def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out",
                                   str(tmp_path / "r2"), "--config", str(bad)])
     assert r.exit_code == 1 and "cannot read" in r.output
+
+
+def test_training_history_splits_a_run_resumed_on_another_device(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"device": "cuda"}))
+    rows = [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 11.5},  # before "device"
+            {"epoch": 3, "seconds": 30.0, "device": "cpu"},
+            {"epoch": 4, "seconds": 31.0, "device": "cpu"},
+            {"epoch": 5, "seconds": 9.0, "device": "cuda"}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert training_history(tmp_path) == [
+        {"device": "cuda", "epochs": 2, "seconds": 21.5},
+        {"device": "cpu", "epochs": 2, "seconds": 61.0},
+        {"device": "cuda", "epochs": 1, "seconds": 9.0}]
+    assert training_history(tmp_path / "missing") == []
