@@ -10,6 +10,7 @@ reported by name and skipped.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -51,6 +52,69 @@ def paper_value(env: str, model: str, method: str, protocol: str, level) -> floa
         if abs(float(lvl) - float(level)) < 1e-9:
             return v
     return None
+
+
+def paper_checks(table: list[dict]) -> list[dict]:
+    """The paper's Figure-3 claims, level by level, on our box numbers (Hamming means).
+
+    smoothed_vs_paper: KVAE smoothed / the paper's value (<= 1.25 is "within 25% or better");
+    smoothed_below_baselines: KVAE smoothed below AE-RNN and VAE-RNN;
+    filtered_vs_ae_rnn: KVAE filtered / AE-RNN, beside the same ratio in the paper.
+    """
+    mean = {(r["model"], r["method"], r["protocol"], float(r["level"])): r["mean"]
+            for r in table if r["env"] == "box" and r["metric"] == "hamming"
+            and r["protocol"] in PAPER_LEVELS}
+    checks = []
+    for protocol, levels in PAPER_LEVELS.items():
+        for level in levels:
+            get = functools.partial(lambda m, k, p, lv: mean.get((m, k, p, float(lv))),
+                                    p=protocol, lv=level)
+            smoothed, filtered = get("kvae", "smoothed"), get("kvae", "filtered")
+            ae, vae = get("ae_rnn", "imputed"), get("vae_rnn", "imputed")
+            if smoothed is None:
+                continue
+            paper = {k: paper_value("box", *k.split("/"), protocol, level) for k in PAPER_BOX}
+            checks.append({
+                "protocol": protocol, "level": level,
+                "smoothed_vs_paper": smoothed / paper["kvae/smoothed"],
+                "smoothed_below_baselines": (None if ae is None or vae is None
+                                             else smoothed < min(ae, vae)),
+                "filtered_vs_ae_rnn": None if filtered is None or ae is None else filtered / ae,
+                "paper_filtered_vs_ae_rnn": paper["kvae/filtered"] / paper["ae_rnn/imputed"],
+            })
+    return checks
+
+
+def paper_check_lines(checks: list[dict]) -> list[str]:
+    if not checks:
+        return []
+    target = [c for c in checks if not (c["protocol"] == "random" and c["level"] > 0.9)]
+
+    def count(ok) -> str:
+        known = [c for c in target if ok(c) is not None]
+        return f"{sum(bool(ok(c)) for c in known)} of {len(known)}"
+
+    def ratio(v) -> str:
+        return "" if v is None else f"{v:.2f}"
+
+    lines = ["## box: the paper's claims, checked", "",
+             "KVAE smoothed / paper (1.00 = the paper's value), whether KVAE smoothed is below "
+             "both baselines, and KVAE filtered / AE-RNN here and in the paper (lower is "
+             "better for the KVAE). Over the levels the targets name (random p <= 0.9, every "
+             "planning k): smoothed within 25% of the paper or better at "
+             f"{count(lambda c: c['smoothed_vs_paper'] <= 1.25)}; below both baselines at "
+             f"{count(lambda c: c['smoothed_below_baselines'])}; filtered / AE-RNN no worse "
+             "than the paper's at " + count(
+                 lambda c: None if c["filtered_vs_ae_rnn"] is None
+                 else c["filtered_vs_ae_rnn"] <= c["paper_filtered_vs_ae_rnn"]) + ".", "",
+             "| protocol | level | kvae smoothed / paper | smoothed below both baselines | "
+             "kvae filtered / ae_rnn | paper filtered / ae_rnn |", "|---|---|---|---|---|---|"]
+    for c in checks:
+        below = {None: "", True: "yes", False: "no"}[c["smoothed_below_baselines"]]
+        lines.append(f"| {c['protocol']} | {c['level']} | {ratio(c['smoothed_vs_paper'])} | "
+                     f"{below} | {ratio(c['filtered_vs_ae_rnn'])} | "
+                     f"{ratio(c['paper_filtered_vs_ae_rnn'])} |")
+    return lines + [""]
 
 
 def load_metrics(runs_dir: Path) -> tuple[list[dict], list[str]]:
@@ -202,6 +266,8 @@ def markdown(table: list[dict], metrics: list[dict], problems: list[str], comman
                              f" | {r['n']} |")
             lines.append("")
         lines += [f"![{env}](figures/{env}.png)", ""]
+        if env == "box":
+            lines += paper_check_lines(paper_checks(table))
     lines += ["## Runs", "",
               "Training minutes are the sum of the epochs' times in log.jsonl (a run resumed "
               "on another machine lists each part).", "",
@@ -291,6 +357,7 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     runinfo.atomic_write_json(out_dir / "summary.json", {
         "columns": list(COLUMNS), "rows": table, "created_utc": runinfo.utc_now(),
         "code_version": runinfo.git_commit(), "problems": problems,
+        "paper_checks": paper_checks(table),
         "runs": [{k: m.get(k) for k in ("run", "model", "env", "seed", "epoch", "code_version",
                                         "data_fingerprint", "mask_fingerprint", "device",
                                         "seconds")} for m in metrics]})

@@ -133,3 +133,36 @@ def test_evaluate_errors(tmp_path):
     assert r.exit_code == 1 and "not a run directory" in r.output
     r = CliRunner().invoke(main, ["benchmark", "--models", "kvae,gru"])
     assert r.exit_code == 1 and "unknown model(s) gru" in r.output
+
+
+def test_paper_checks_on_a_made_up_table():
+    from kvae_bench.report import PAPER_BOX, PAPER_LEVELS, paper_check_lines, paper_checks
+
+    scale = {"kvae/smoothed": 1.2, "kvae/filtered": 1.0, "ae_rnn/imputed": 1.0,
+             "vae_rnn/imputed": 2.0}
+    table = []
+    for series, values in PAPER_BOX.items():
+        model, method = series.split("/")
+        for protocol, levels in PAPER_LEVELS.items():
+            for level, v in zip(levels, values[protocol]):
+                table.append({"env": "box", "model": model, "method": method,
+                              "protocol": protocol, "level": str(level), "metric": "hamming",
+                              "mean": v * scale[series], "std": 0.0, "n": 1})
+    checks = paper_checks(table)
+    assert len(checks) == 14
+    assert all(abs(c["smoothed_vs_paper"] - 1.2) < 1e-9 for c in checks)
+    assert all(abs(c["filtered_vs_ae_rnn"] - c["paper_filtered_vs_ae_rnn"]) < 1e-9
+               for c in checks)
+    # 1.2 x the paper's smoothed is below the paper's AE-RNN at a few levels only
+    below = {(c["protocol"], c["level"]) for c in checks if c["smoothed_below_baselines"]}
+    assert ("random", 0.7) in below and ("random", 0.1) not in below
+    text = "\n".join(paper_check_lines(checks))
+    assert "within 25% of the paper or better at 13 of 13" in text
+    assert f"below both baselines at {len(below - {('random', 1.0)})} of 13" in text
+    assert "| random | 1.0 | 1.20 |" in text
+    # without baselines the comparisons are left blank, not guessed
+    only_kvae = [r for r in table if r["model"] == "kvae"]
+    assert all(c["smoothed_below_baselines"] is None and c["filtered_vs_ae_rnn"] is None
+               for c in paper_checks(only_kvae))
+    assert "below both baselines at 0 of 0" in "\n".join(paper_check_lines(
+        paper_checks(only_kvae)))
