@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from kvae_bench import runinfo
-from kvae_bench.evaluate import SCHEMA, SCHEMA_VERSION
+from kvae_bench.evaluate import EXAMPLE_MASK, EXAMPLES, SCHEMA, SCHEMA_VERSION
+from kvae_bench.masks import T_INIT
 from kvae_bench.train import training_history
 
 COLUMNS = ("env", "model", "method", "protocol", "level", "metric", "mean", "std", "n")
@@ -204,7 +205,7 @@ def _fmt(mean: float, std: float, n: int) -> str:
 
 
 def markdown(table: list[dict], metrics: list[dict], problems: list[str], commands: list[str],
-             notes: str = "") -> str:
+             notes: str = "", videos: dict | None = None) -> str:
     by = {(r["env"], r["model"], r["method"], r["protocol"], str(r["level"]), r["metric"]): r
           for r in table}
     lines = ["# kvae-bench results", "",
@@ -268,6 +269,16 @@ def markdown(table: list[dict], metrics: list[dict], problems: list[str], comman
         lines += [f"![{env}](figures/{env}.png)", ""]
         if env == "box":
             lines += paper_check_lines(paper_checks(table))
+    if videos:
+        lines += ["## Videos", "",
+                  f"{EXAMPLES} test sequences per GIF, one per row, with the "
+                  f"{EXAMPLE_MASK[0]} mask k = {EXAMPLE_MASK[1]} (frames {T_INIT + 1}-"
+                  f"{T_INIT + EXAMPLE_MASK[1]} missing); 'generated' is given the first "
+                  f"{T_INIT} frames only. Columns, left to right:", ""]
+        for (env, model), (name, seed, columns) in sorted(videos.items()):
+            lines.append(f"- [videos/{name}](videos/{name}) ({model}, {env}, seed {seed}): "
+                         + ", ".join(columns))
+        lines.append("")
     lines += ["## Runs", "",
               "Training minutes are the sum of the epochs' times in log.jsonl (a run resumed "
               "on another machine lists each part).", "",
@@ -323,16 +334,17 @@ def figure(table: list[dict], env: str, path: Path) -> None:
     plt.close(fig)
 
 
-def strip(run: Path, path: Path) -> bool:
+def strip(run: Path, path: Path) -> list[str] | None:
     """GIF of a run's examples.npz: per sequence the rows true / observed / each method /
-    generated (the first frames observed, then the model's own)."""
+    generated (the first frames observed, then the model's own). Returns the column names,
+    or None when the run has no examples."""
     from kvae_bench.viz import video_grid, write_gif
 
     try:
         with np.load(run / "examples.npz") as z:
             ex = {k: z[k] for k in z.files}
     except (OSError, ValueError):
-        return False
+        return None
     true = ex.pop("true")
     mask = ex.pop("mask", np.ones(true.shape[:2]))
     generated = ex.pop("generated")
@@ -344,7 +356,7 @@ def strip(run: Path, path: Path) -> bool:
         rows += [true[i], observed, *(ex[k][i] for k in sorted(ex)), gen]
     videos = (np.stack(rows) > 0).astype(np.uint8) * 255
     write_gif(path, video_grid(videos, cols=3 + len(ex), scale=3), fps=4)
-    return True
+    return ["true", "observed", *sorted(ex), "generated"]
 
 
 def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathLike = "results",
@@ -363,15 +375,18 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
                                         "seconds")} for m in metrics]})
     for env in sorted({m["env"] for m in metrics}):
         figure(table, env, out_dir / "figures" / f"{env}.png")
-    seen = set()
+    videos = {}
     for m in sorted(metrics, key=lambda m: m["seed"]):
         key = (m["env"], m["model"])
-        if key not in seen and strip(Path(m["run"]), out_dir / "videos" /
-                                     f"{m['env']}-{m['model']}.gif"):
-            seen.add(key)
+        if key in videos:
+            continue
+        name = f"{m['env']}-{m['model']}.gif"
+        columns = strip(Path(m["run"]), out_dir / "videos" / name)
+        if columns:
+            videos[key] = (name, m["seed"], columns)
     commands = commands or ["kvae-bench report"]
     notes_path = out_dir / NOTES_FILE
     notes = notes_path.read_text() if notes_path.exists() else ""
     runinfo.atomic_write_text(out_dir / "README.md",
-                              markdown(table, metrics, problems, commands, notes))
+                              markdown(table, metrics, problems, commands, notes, videos))
     return out_dir, problems

@@ -121,6 +121,7 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     assert "| kvae | box | 1 | 2 | cpu 2 ep (" in readme  # where and how long each run trained
     assert (out / "figures" / "box.png").stat().st_size > 1000
     assert (out / "videos" / "box-kvae.gif").exists()
+    assert "(kvae, box, seed 0): true, observed, filtered, smoothed, generated" in readme
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 4 and summary["problems"]
 
