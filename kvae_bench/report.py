@@ -10,7 +10,6 @@ reported by name and skipped.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import os
@@ -62,19 +61,18 @@ def paper_checks(table: list[dict]) -> list[dict]:
     smoothed_below_baselines: KVAE smoothed below AE-RNN and VAE-RNN;
     filtered_vs_ae_rnn: KVAE filtered / AE-RNN, beside the same ratio in the paper.
     """
-    mean = {(r["model"], r["method"], r["protocol"], float(r["level"])): r["mean"]
+    mean = {(f"{r['model']}/{r['method']}", r["protocol"], float(r["level"])): r["mean"]
             for r in table if r["env"] == "box" and r["metric"] == "hamming"
             and r["protocol"] in PAPER_LEVELS}
     checks = []
     for protocol, levels in PAPER_LEVELS.items():
-        for level in levels:
-            get = functools.partial(lambda m, k, p, lv: mean.get((m, k, p, float(lv))),
-                                    p=protocol, lv=level)
-            smoothed, filtered = get("kvae", "smoothed"), get("kvae", "filtered")
-            ae, vae = get("ae_rnn", "imputed"), get("vae_rnn", "imputed")
+        for i, level in enumerate(levels):
+            paper = {series: values[protocol][i] for series, values in PAPER_BOX.items()}
+            ours = {series: mean.get((series, protocol, float(level))) for series in PAPER_BOX}
+            smoothed, filtered = ours["kvae/smoothed"], ours["kvae/filtered"]
+            ae, vae = ours["ae_rnn/imputed"], ours["vae_rnn/imputed"]
             if smoothed is None:
                 continue
-            paper = {k: paper_value("box", *k.split("/"), protocol, level) for k in PAPER_BOX}
             checks.append({
                 "protocol": protocol, "level": level,
                 "smoothed_vs_paper": smoothed / paper["kvae/smoothed"],
