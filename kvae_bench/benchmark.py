@@ -61,10 +61,11 @@ def benchmark(env: str, models: list[str], seeds: list[int], profile: str = "qui
         for model in models:
             run = runs_root / f"{model}-{env}-s{seed}"
             metrics = run / "metrics.json"
-            if _finished(run, prof.epochs) and metrics.exists():
+            trained = _finished(run, prof.epochs)
+            if trained and metrics.exists():
                 click.echo(f"{run}: done, skipped", err=True)
                 continue
-            if not _finished(run, prof.epochs):
+            if not trained:
                 resume = (run / "config.json").exists()
                 click.echo(f"{run}: {'resuming' if resume else 'training'} {model}, seed {seed}",
                            err=True)
