@@ -2,9 +2,14 @@
 
     ENVS: name -> (Simulator class, params dataclass)
     make(name, params) -> Simulator
+    scoring(name, size) -> Scoring: what the benchmark needs to know of an env's videos
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
 
 from simulators.base import SimParams, Simulator, make_params, rollout
 from simulators.box import Box, BoxParams
@@ -36,7 +41,32 @@ def make(name: str, params: SimParams | dict | None = None) -> Simulator:
     """A simulator for env `name`; params is a params object or a dict of overrides."""
     if not isinstance(params, SimParams):
         params = env_params(name, params)
+    elif type(params) is not ENVS[name][1]:
+        raise ValueError(f"env {name} needs {ENVS[name][1].__name__}, got {type(params).__name__}")
+    else:
+        params.validate()
     return ENVS[name][0](params)
 
 
-__all__ = ["ENVS", "GENERATOR_VERSION", "SimParams", "Simulator", "env_params", "make", "rollout"]
+@dataclass(frozen=True)
+class Scoring:
+    """An env's answers to the benchmark: which state columns give the tracked object's
+    position, where in a frame it can be drawn, and the name of the trivial predictor that
+    draws the static scene (e.g. "walls"; "empty" where nothing is static)."""
+
+    position_columns: tuple[str, str]
+    object_region: np.ndarray  # (H, W) bool: pixels where only the tracked object is drawn
+    trivial: str
+
+
+def scoring(name: str, size: int) -> Scoring:
+    """Scoring of env `name` for frames of size x size (see each Simulator's class attributes
+    position_columns, trivial_predictor and object_region)."""
+    if name not in ENVS:
+        raise ValueError(f"unknown env {name!r}; valid: {', '.join(ENVS)}")
+    cls = ENVS[name][0]
+    return Scoring(tuple(cls.position_columns), cls.object_region(size), cls.trivial_predictor)
+
+
+__all__ = ["ENVS", "GENERATOR_VERSION", "Scoring", "SimParams", "Simulator", "env_params", "make",
+           "rollout", "scoring"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -21,6 +22,14 @@ import numpy as np
 import pymunk
 
 from simulators.render import Canvas
+
+# Limits every environment shares; validate() says why when a value breaks one.
+MIN_SIZE, MAX_SIZE = 16, 256  # frame size in pixels; 256 x 256 is already 1000x the 2017 data
+# A longer substep lets the ball sink far enough into a wall to be drawn over it (0.75 px does).
+MAX_SUBSTEP_PX = 0.25
+# Generation time grows with substeps per frame (1 to 10 microseconds each): 10,000 is about
+# 0.1 s a frame, 3 hours a core for 6000 sequences of 20 frames.
+MAX_FRAME_SUBSTEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,16 +41,94 @@ class SimParams:
     radius: float = 3.0  # ball radius
     max_substep_px: float = 0.25  # the ball moves at most this far per physics substep
 
+    # the parameters that set top_speed(), named when generation would take too long
+    speed_params: ClassVar[tuple[str, ...]] = ()
+
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent parameter."""
-        if self.size < 16:
-            raise ValueError(f"size must be at least 16 pixels, got {self.size}")
+        """Raise ValueError naming the most basic bad parameter, its value and its valid range:
+        size first, then any value that is not a finite number, then each class's own ranges
+        (base class first, see check_values), then the substeps per frame."""
+        if not (isinstance(self.size, numbers.Integral) and not isinstance(self.size, bool)
+                and MIN_SIZE <= self.size <= MAX_SIZE):
+            raise ValueError(f"size must be at least {MIN_SIZE} and at most {MAX_SIZE} pixels "
+                             f"(a whole number), got {self.size!r}")
+        for f in dataclasses.fields(self):
+            check_number(f.name, getattr(self, f.name), f.default)
+        self.check_values()
+        n = self.top_speed() * self.dt / self.max_substep_px
+        if not n <= MAX_FRAME_SUBSTEPS:
+            names = (*self.speed_params, "dt", "max_substep_px")
+            given = ", ".join(f"{k}={format_value(getattr(self, k))}" for k in names)
+            raise ValueError(
+                f"{given} need {n:.3g} physics substeps per frame (top speed {self.top_speed():.3g}"
+                f" * dt / max_substep_px), at most {MAX_FRAME_SUBSTEPS} allowed (generation time "
+                f"grows with it): lower {', '.join(names[:-1])} or raise max_substep_px")
+
+    def check_values(self) -> None:
+        """Raise ValueError for the first value out of its range; subclasses extend this, base
+        class first. Every number is already known to be finite."""
         if not self.dt > 0:
-            raise ValueError(f"dt must be positive, got {self.dt}")
-        if not 1 <= self.radius <= self.size / 4:
-            raise ValueError(f"radius must be in [1, size/4], got {self.radius}")
-        if not self.max_substep_px > 0:
-            raise ValueError(f"max_substep_px must be positive, got {self.max_substep_px}")
+            raise ValueError(f"dt must be > 0, got {self.dt:g}")
+        hi = self.size // 4
+        if not (is_whole(self.radius) and 1 <= self.radius <= hi):
+            raise ValueError(f"radius must be a whole number in [1, size/4] = [1, {hi}] (the ball "
+                             f"is drawn as a disc of whole-pixel radius), got {self.radius:g}")
+        if not 0 < self.max_substep_px <= MAX_SUBSTEP_PX:
+            raise ValueError(f"max_substep_px must be in (0, {MAX_SUBSTEP_PX}] (a longer substep "
+                             f"lets the ball sink into a wall), got {self.max_substep_px:g}")
+
+    def top_speed(self) -> float:
+        """Bound on the speed (pixels per time unit) that sets a frame's substeps, over a whole
+        sequence of these parameters."""
+        raise NotImplementedError(f"{type(self).__name__} must define top_speed")
+
+
+def is_whole(value) -> bool:
+    """True for an integer or an integral float (not a bool)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
+
+
+def check_number(name: str, value, default) -> None:
+    """Raise ValueError unless value has the kind of `default`: a whole number for an int
+    default, a finite number for a float, finite numbers throughout for a tuple."""
+    if isinstance(default, int):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+    elif isinstance(default, float):
+        if not _finite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    elif isinstance(default, tuple):
+        if not isinstance(value, tuple) or not all(
+                _finite(v) if not isinstance(v, tuple) else all(_finite(x) for x in v)
+                for v in value):
+            raise ValueError(f"{name} must hold finite numbers only, got {_show(value)}")
+
+
+def check_elasticity(elasticity: float) -> None:
+    """Only perfectly elastic collisions keep the ball inside its walls. Chipmunk warm-starts
+    each step with the last step's contact impulses times the ratio of the two step lengths; a
+    ball that loses speed in a bounce gets fewer, longer substeps in the next frame, so a bounce
+    on a frame's last substep is repeated several times over and kicks the ball through a wall
+    (seen at elasticity 0 to 0.2 in box, gravity, polygon and pong: up to 1 in 5 sequences)."""
+    if elasticity != 1:
+        raise ValueError("elasticity must be 1 (below 1, a bounce at the end of a frame can kick "
+                         f"the ball through a wall), got {elasticity:g}")
+
+
+def _show(value) -> str:
+    try:
+        return format_value(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _finite(value) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 class Simulator(Protocol):
@@ -51,6 +138,11 @@ class Simulator(Protocol):
 
     params: SimParams
     columns: ClassVar[tuple[str, ...]]
+    position_columns: ClassVar[tuple[str, str]]  # the tracked object's centre, e.g. ("x", "y")
+    trivial_predictor: ClassVar[str]  # the static scene's name: "walls", or "empty"
+
+    @staticmethod
+    def object_region(size: int) -> np.ndarray: ...  # (H, W) bool: where only it is drawn
 
     def reset(self, rng: np.random.Generator) -> None: ...
 
@@ -61,6 +153,11 @@ class Simulator(Protocol):
     def draw(self, canvas: Canvas) -> None: ...
 
     def step(self) -> None: ...
+
+
+def whole_frame(size: int) -> np.ndarray:
+    """The object region of envs whose only moving thing is the tracked object."""
+    return np.ones((size, size), dtype=bool)
 
 
 def rollout(sim: Simulator, steps: int, rng: np.random.Generator, canvas: Canvas):
@@ -148,9 +245,10 @@ def parse_value(name: str, text: str, default):
             return int(text)
         if isinstance(default, float):
             return float(text)
-        if isinstance(default, tuple) and default and isinstance(default[0], tuple):
+        if isinstance(default, tuple) and (not default or isinstance(default[0], tuple)):
+            # points; an empty default (box's vertices) takes points too, validate says more
             points = tuple(tuple(float(v) for v in p.split(",")) for p in text.split(";"))
-            if any(len(p) != len(default[0]) for p in points):
+            if any(len(p) != (len(default[0]) if default else 2) for p in points):
                 raise ValueError
             return points
         if isinstance(default, tuple):

@@ -17,12 +17,15 @@ class BoxParams(PolygonParams):
     wall_inset: int = 2  # empty pixels between the frame edge and the wall line
     vertices: tuple[tuple[float, float], ...] = ()  # derived from size and wall_inset
 
-    def validate(self) -> None:
+    def check_walls(self) -> None:
         if self.vertices:
-            raise ValueError("box walls follow size and wall_inset; use env polygon for others")
-        if not 0 <= self.wall_inset <= self.size // 4:
-            raise ValueError(f"wall_inset must be in [0, size/4], got {self.wall_inset}")
-        super().validate()
+            raise ValueError("vertices: box walls follow size and wall_inset; use env polygon "
+                             "for other walls")
+        hi = self.size // 4
+        if not 0 <= self.wall_inset <= hi:
+            raise ValueError(f"wall_inset must be in [0, size/4] = [0, {hi}], "
+                             f"got {self.wall_inset}")
+        super().check_walls()
 
     def wall_pixels(self) -> list[tuple[int, int]]:
         lo, hi = self.wall_inset, self.size - 1 - self.wall_inset

@@ -85,7 +85,7 @@ def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int 
              for split, n in counts.items() for start in range(0, n, CHUNK)]
     with h5io.Writer(out, attrs, overwrite=overwrite) as writer, \
             tqdm(total=n_train + n_test, unit="seq", desc=f"generate {env}",
-                 disable=not progress) as bar:
+                 disable=None if progress else True) as bar:
         for split, n in counts.items():
             writer.create_split(split, n, steps, p.size, columns)
         if workers == 1 or len(tasks) == 1:

@@ -7,18 +7,32 @@ The angle is measured from straight down, positive toward +x:
     bob = pivot + length * (sin(angle), cos(angle))      (frame coordinates, +y down)
 Initial angle ~ U[-angle_max, angle_max], angular velocity ~ U[-omega_max, omega_max].
 The frame shows the bob; `rod_width` > 0 also draws the rod.
+
+The bob stays inside the frame: length + radius leaves a pixel to the frame edge, and validate
+bounds the angular speed so that the pin joint stretches the rod by at most half of it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pymunk
 
-from simulators.base import SimParams, add_ball, new_space, substeps
+from simulators.base import (
+    SimParams,
+    add_ball,
+    format_value,
+    new_space,
+    substeps,
+    whole_frame,
+)
 from simulators.render import Canvas
+
+# chipmunk's default constraint error_bias: a joint keeps (1 - 0.1)^60 of its error per time unit
+PIN_JOINT_RATE = -math.log((1 - 0.1) ** 60)  # 6.32 per time unit
 
 
 @dataclass(frozen=True)
@@ -31,20 +45,55 @@ class PendulumParams(SimParams):
     # pymunk's integrator is first order: energy wobbles by ~16 max_substep_px % of g * length
     max_substep_px: float = 0.1
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0 < self.length + self.radius <= self.size / 2 - 1:
-            raise ValueError(f"length + radius must fit in half the frame, got {self.length}")
-        if self.angle_max < 0 or self.omega_max < 0:
-            raise ValueError("angle_max and omega_max must be >= 0")
-        if self.rod_width < 0:
-            raise ValueError(f"rod_width must be >= 0, got {self.rod_width}")
+    speed_params: ClassVar[tuple[str, ...]] = ("omega_max", "length", "gravity")
+
+    def check_values(self) -> None:
+        super().check_values()
+        if len(self.gravity) != 2:
+            raise ValueError(f"gravity must be 2 numbers x,y, got {format_value(self.gravity)}")
+        # the bob stays in the frame with 1 pixel to spare for the rod's stretch (see below)
+        hi = self.size / 2 - 1 - self.radius
+        if not 1 <= self.length <= hi:
+            raise ValueError(f"length must be in [1, size/2 - 1 - radius] = [1, {hi:g}] so the "
+                             f"bob stays inside the frame, got {self.length:g}")
+        if not 0 <= self.angle_max <= math.pi:
+            raise ValueError(f"angle_max must be in [0, pi] radians, got {self.angle_max:g}")
+        if not self.omega_max >= 0:
+            raise ValueError(f"omega_max must be >= 0, got {self.omega_max:g}")
+        hi = 2 * int(self.radius)
+        if not 0 <= self.rod_width <= hi:
+            raise ValueError(f"rod_width must be in [0, 2 radius] = [0, {hi}] (a wider rod hides "
+                             f"the bob), got {self.rod_width}")
+        # Each substep moves the bob up to max_substep_px along a tangent, off the circle by
+        # max_substep_px^2 / (2 length); the pin joint pulls it back at PIN_JOINT_RATE, so the
+        # rod stretches by about omega * max_substep_px / (2 PIN_JOINT_RATE) (measured: at most
+        # 0.077 omega * max_substep_px). This bound keeps it under half the spare pixel.
+        hi = PIN_JOINT_RATE / self.max_substep_px
+        if not self.top_omega() <= hi:
+            raise ValueError(
+                f"omega_max={self.omega_max:g} with length={self.length:g}, gravity="
+                f"{format_value(self.gravity)} gives a top angular speed of {self.top_omega():.3g}"
+                f" rad per time unit, at most {hi:.3g} allowed at max_substep_px="
+                f"{self.max_substep_px:g} (faster, pymunk's pin joint stretches the rod by more "
+                "than half a pixel)")
+
+    def top_omega(self) -> float:
+        """Bound on the angular speed: the bob's energy at the top of a swing from angle_max
+        with omega_max, all of it kinetic after falling 2 length."""
+        return math.sqrt(self.omega_max ** 2 + 4 * math.hypot(*self.gravity) / self.length)
+
+    def top_speed(self) -> float:
+        """Pendulum.step's bound: the bob's top speed plus one frame of gravity."""
+        return self.length * self.top_omega() + math.hypot(*self.gravity) * self.dt
 
 
 class Pendulum:
     """states: x, y (bob centre), angle, angular_velocity."""
 
     columns = ("x", "y", "angle", "angular_velocity")
+    position_columns = ("x", "y")  # the bob
+    trivial_predictor = "empty"  # nothing is static
+    object_region = staticmethod(whole_frame)  # with rod_width > 0 the rod joins the bob
 
     def __init__(self, params: PendulumParams):
         self.params = params

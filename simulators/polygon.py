@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -16,10 +17,13 @@ from simulators.base import (
     SimParams,
     add_ball,
     add_walls,
+    check_elasticity,
+    format_value,
     new_space,
     random_velocity,
     substeps,
     wall_radius,
+    whole_frame,
 )
 from simulators.render import Canvas
 
@@ -36,15 +40,58 @@ class PolygonParams(SimParams):
     elasticity: float = 1.0
     vertices: tuple[tuple[float, float], ...] = POLYGON_2017  # pixels (col, row) at size 32
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.speed_min <= self.speed_max:
-            raise ValueError("need 0 <= speed_min <= speed_max, "
-                             f"got {self.speed_min}, {self.speed_max}")
-        if self.start_std < 0:
-            raise ValueError(f"start_std must be >= 0, got {self.start_std}")
-        if not 0 <= self.elasticity <= 1:
-            raise ValueError(f"elasticity must be in [0, 1], got {self.elasticity}")
+    speed_params: ClassVar[tuple[str, ...]] = ("speed_max", "gravity")
+
+    def check_values(self) -> None:
+        super().check_values()
+        if len(self.gravity) != 2:
+            raise ValueError(f"gravity must be 2 numbers x,y, got {format_value(self.gravity)}")
+        if not self.start_std >= 0:
+            raise ValueError(f"start_std must be >= 0, got {self.start_std:g}")
+        if not self.speed_min >= 0:
+            raise ValueError(f"speed_min must be >= 0, got {self.speed_min:g}")
+        if not self.speed_max >= self.speed_min:
+            raise ValueError(f"speed_max must be at least speed_min, got speed_min="
+                             f"{self.speed_min:g}, speed_max={self.speed_max:g}")
+        check_elasticity(self.elasticity)
+        self.check_walls()
+
+    def check_walls(self) -> None:
+        """The walls as BallInPolygon assumes them: at least 3 corner pixels inside the frame,
+        in order around a convex polygon of non-zero area, and the frame centre (the start when
+        no drawn start fits, see BallInPolygon._start) at least `radius` from every wall face."""
+        if any(len(v) != 2 for v in self.vertices):
+            raise ValueError("vertices must be points col,row separated by ';', "
+                             f"got {format_value(self.vertices)}")
+        walls = self.wall_pixels()
+        if len(walls) < 3:
+            raise ValueError(f"vertices must be at least 3 points, got {len(walls)}: "
+                             f"{format_value(self.vertices)}")
+        last = self.size - 1
+        for v, w in zip(self.vertices or walls, walls):
+            if not (0 <= w[0] <= last and 0 <= w[1] <= last):
+                raise ValueError(
+                    f"vertices must lie inside the frame: {format_value(v)} is pixel "
+                    f"{w[0]},{w[1]} at size {self.size}, outside [0, {last}] (vertices are "
+                    "pixels of a 32 x 32 frame, scaled by size/32)")
+        problem = polygon_problem(walls)
+        if problem:
+            raise ValueError(f"vertices must describe a convex polygon, in order ({problem} at "
+                             f"size {self.size}), got {format_value(self.vertices)}")
+        centre = (self.size / 2.0, self.size / 2.0)
+        room = clearance(wall_faces(walls), centre)
+        if room <= 0:
+            raise ValueError(f"vertices must enclose the frame centre {centre[0]:g},{centre[1]:g}"
+                             f" (where a ball starts), got {format_value(self.vertices)}")
+        if self.radius > room:
+            raise ValueError(f"radius must be at most {room:.3g} to fit inside the walls around "
+                             f"the frame centre (where a ball starts), got {self.radius:g}")
+
+    def top_speed(self) -> float:
+        """Elastic walls keep the energy, so the speed is at most that of a fall across the
+        frame's diagonal from speed_max, plus one frame of gravity (see BallInPolygon.step)."""
+        g = math.hypot(*self.gravity)
+        return math.sqrt(self.speed_max ** 2 + 2 * g * self.size * math.sqrt(2)) + g * self.dt
 
     def wall_pixels(self) -> list[tuple[int, int]]:
         """The walls' corner pixels (col, row) at this frame size."""
@@ -52,55 +99,78 @@ class PolygonParams(SimParams):
         return [(round(c * scale), round(r * scale)) for c, r in self.vertices]
 
 
+def polygon_problem(walls: list[tuple[int, int]]) -> str:
+    """Why the closed chain of corner pixels is not a convex polygon in order, or ''.
+    Exact integer arithmetic: consecutive corners differ, every turn has the same sense and
+    none turns back, and the turns add up to one full turn."""
+    edges = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(walls, walls[1:] + walls[:1])]
+    for a, e in zip(walls, edges):
+        if e == (0, 0):
+            return f"two consecutive corners on pixel {a[0]},{a[1]}"
+    turns = [(e[0] * f[1] - e[1] * f[0], e[0] * f[0] + e[1] * f[1])
+             for e, f in zip(edges, edges[1:] + edges[:1])]  # (cross, dot)
+    if all(cross == 0 for cross, _ in turns):
+        return "all corners on one line"
+    if any(cross == 0 and dot < 0 for cross, dot in turns):
+        return "a wall turns back on itself"
+    if any(cross > 0 for cross, _ in turns) and any(cross < 0 for cross, _ in turns):
+        return "it turns both left and right"
+    total = abs(sum(math.atan2(cross, dot) for cross, dot in turns))
+    if abs(total - 2 * math.pi) > 1e-6:
+        return f"it winds {total / (2 * math.pi):.0f} times around"
+    return ""
+
+
+def wall_lines(walls: list[tuple[int, int]]):
+    """Inward unit normals n and offsets d of the wall lines: n . p - d = distance of p from the
+    line through the wall pixels' centres (positive inside a convex polygon)."""
+    pts = np.array(walls, dtype=float) + 0.5
+    centroid = pts.mean(axis=0)
+    normals, offsets = [], []
+    for a, b in zip(pts, np.roll(pts, -1, axis=0)):
+        edge = b - a
+        n = np.array([-edge[1], edge[0]]) / np.hypot(*edge)
+        if n @ (centroid - a) < 0:
+            n = -n
+        normals.append(n)
+        offsets.append(n @ a)
+    return np.array(normals), np.array(offsets)
+
+
+def wall_faces(walls: list[tuple[int, int]]) -> list[tuple[float, float, float]]:
+    """Wall faces as (nx, ny, d): nx * x + ny * y - d = distance of (x, y) from the face, the
+    line moved inward by the wall's physical half-thickness (base.wall_radius)."""
+    normals, offsets = wall_lines(walls)
+    radii = [wall_radius(a, b) for a, b in zip(walls, walls[1:] + walls[:1])]
+    return [(float(n[0]), float(n[1]), float(d) + w) for n, d, w in zip(normals, offsets, radii)]
+
+
+def clearance(faces, xy) -> float:
+    """Distance from point xy to the nearest wall face (negative outside)."""
+    x, y = float(xy[0]), float(xy[1])
+    return min(nx * x + ny * y - d for nx, ny, d in faces)
+
+
 class BallInPolygon:
     """states: x, y (ball centre), vx, vy."""
 
     columns = ("x", "y", "vx", "vy")
+    position_columns = ("x", "y")  # the ball
+    trivial_predictor = "walls"  # the walls are the static scene
+    object_region = staticmethod(whole_frame)  # only the ball moves
 
     def __init__(self, params: PolygonParams):
         self.params = params
         self.walls = params.wall_pixels()
-        if len(self.walls) < 3:
-            raise ValueError("vertices: need at least 3 points")
-        normals, offsets = self._lines()
-        radii = [wall_radius(a, b) for a, b in zip(self.walls, self.walls[1:] + self.walls[:1])]
-        # wall faces as (nx, ny, d): nx * x + ny * y - d = distance of (x, y) from the face
-        self._faces = [(float(n[0]), float(n[1]), float(d) + w)
-                       for n, d, w in zip(normals, offsets, radii)]
-        self._check_convex()
+        self._faces = wall_faces(self.walls)
         self.space = None
         self.ball = None
 
     # geometry ---------------------------------------------------------------------------
 
-    def _lines(self):
-        """Inward unit normals n and offsets d of the wall lines: n . p - d = distance of p
-        from the line through the wall pixels' centres (positive inside)."""
-        pts = np.array(self.walls, dtype=float) + 0.5
-        centroid = pts.mean(axis=0)
-        normals, offsets = [], []
-        for a, b in zip(pts, np.roll(pts, -1, axis=0)):
-            edge = b - a
-            n = np.array([-edge[1], edge[0]]) / np.hypot(*edge)
-            if n @ (centroid - a) < 0:
-                n = -n
-            normals.append(n)
-            offsets.append(n @ a)
-        return np.array(normals), np.array(offsets)
-
-    def _check_convex(self) -> None:
-        normals, offsets = self._lines()
-        pts = np.array(self.walls, dtype=float) + 0.5
-        if np.any(pts @ normals.T - offsets < -1e-9):
-            raise ValueError("vertices must describe a convex polygon, in order")
-        centre = np.full(2, self.params.size / 2.0)
-        if self.clearance(centre) < self.params.radius:
-            raise ValueError("the ball does not fit inside the walls around the frame centre")
-
     def clearance(self, xy) -> float:
         """Distance from point xy to the nearest wall face (negative outside)."""
-        x, y = float(xy[0]), float(xy[1])
-        return min(nx * x + ny * y - d for nx, ny, d in self._faces)
+        return clearance(self._faces, xy)
 
     def _start(self, rng: np.random.Generator) -> np.ndarray:
         """N(centre, start_std^2) clipped to the walls' bounding box; outside a non-rectangular
@@ -153,6 +223,10 @@ class BallInPolygon:
         while left:
             x, y = self.ball.position
             gap = min(nx * x + ny * y - d for nx, ny, d in self._faces) - p.radius
-            k = max(1, min(left, math.floor((gap - 0.5 * p.max_substep_px) / (speed * h))))
+            # substeps of free flight before the ball can come within half a substep of a wall
+            # (unbounded for a ball at rest, whose speed may be 0 or underflow to it)
+            travel = speed * h
+            free = (gap - 0.5 * p.max_substep_px) / travel if travel else math.inf
+            k = left if free >= left else (math.floor(free) if free >= 1 else 1)
             self.space.step(k * h)
             left -= k

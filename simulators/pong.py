@@ -3,18 +3,28 @@
 Roof and floor are 1-pixel lines one pixel inside the frame edge; the paddles at the left and
 right edges follow the ball's height at up to `paddle_speed` pixels per time unit.
 
-Unlike 2017, the paddles start level with the ball and are faster than the ball by default, so
-the ball never leaves the field; the collisions are perfectly elastic by default.
+Unlike 2017, the paddles start level with the ball and are at least as fast as it (validate
+requires paddle_speed >= speed_max), so they stay level with it and the ball never leaves the
+field; the collisions are perfectly elastic (see base.check_elasticity).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pymunk
 
-from simulators.base import SimParams, add_ball, add_walls, new_space, random_velocity, substeps
+from simulators.base import (
+    SimParams,
+    add_ball,
+    add_walls,
+    check_elasticity,
+    new_space,
+    random_velocity,
+    substeps,
+)
 from simulators.render import Canvas
 
 
@@ -27,22 +37,49 @@ class PongParams(SimParams):
     paddle_speed: float = 30.0
     elasticity: float = 1.0
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.speed_min <= self.speed_max:
-            raise ValueError("need 0 <= speed_min <= speed_max")
-        if not 2 <= self.paddle_length <= self.size - 6:
-            raise ValueError(f"paddle_length must be in [2, size - 6], got {self.paddle_length}")
-        if self.paddle_speed < 0 or self.start_std < 0:
-            raise ValueError("paddle_speed and start_std must be >= 0")
-        if not 0 <= self.elasticity <= 1:
-            raise ValueError(f"elasticity must be in [0, 1], got {self.elasticity}")
+    speed_params: ClassVar[tuple[str, ...]] = ("speed_max",)
+
+    def check_values(self) -> None:
+        super().check_values()
+        if not self.start_std >= 0:
+            raise ValueError(f"start_std must be >= 0, got {self.start_std:g}")
+        if not self.speed_min >= 0:
+            raise ValueError(f"speed_min must be >= 0, got {self.speed_min:g}")
+        if not self.speed_max >= self.speed_min:
+            raise ValueError(f"speed_max must be at least speed_min, got speed_min="
+                             f"{self.speed_min:g}, speed_max={self.speed_max:g}")
+        hi = self.size - 6
+        if not 2 <= self.paddle_length <= hi:
+            raise ValueError(f"paddle_length must be in [2, size - 6] = [2, {hi}], "
+                             f"got {self.paddle_length:g}")
+        # A paddle at least as fast as the ball's vertical speed stays level with it and meets
+        # it face on; a slower one lags, the ball passes it or its round end kicks it faster.
+        if not self.paddle_speed >= self.speed_max:
+            raise ValueError(f"paddle_speed must be at least speed_max = {self.speed_max:g} "
+                             "(slower paddles let the ball out of the field), "
+                             f"got {self.paddle_speed:g}")
+        check_elasticity(self.elasticity)
+
+    def top_speed(self) -> float:
+        """The ball keeps its speed (it meets the paddles face on) and a paddle moves at most
+        as fast as the ball: Pong.step's bound."""
+        return 2 * self.speed_max
 
 
 class Pong:
     """states: x, y, vx, vy (ball), left_paddle_y, right_paddle_y (paddle centres)."""
 
     columns = ("x", "y", "vx", "vy", "left_paddle_y", "right_paddle_y")
+    position_columns = ("x", "y")  # the ball
+    trivial_predictor = "walls"  # roof and floor
+
+    @staticmethod
+    def object_region(size: int) -> np.ndarray:
+        """Every column but the paddles' (0-1 and size-2 - size-1): the ball bounces off the
+        paddles' inner faces at x = 2 and size - 2, so it is never drawn there."""
+        region = np.zeros((size, size), dtype=bool)
+        region[:, 2:size - 2] = True
+        return region
 
     def __init__(self, params: PongParams):
         self.params = params
