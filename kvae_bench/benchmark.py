@@ -10,12 +10,12 @@ Profiles:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from kvae_bench import rundir
 from kvae_bench.errors import UserError
 
 
@@ -36,67 +36,75 @@ PROFILES = {
 }
 
 
-def _finished(run: Path, epochs: int) -> bool:
-    import torch
-
-    ckpt = run / "ckpt.pt"
-    return ckpt.exists() and torch.load(ckpt, map_location="cpu",
-                                        weights_only=True)["epoch"] >= epochs
-
-
 def benchmark(env: str, models: list[str], seeds: list[int], profile: str = "quick",
-              device: str = "auto", workers: int | None = None) -> tuple[Path, list[str]]:
+              device: str = "auto", workers: int | None = None, force: bool = False,
+              progress: bool = True) -> tuple[Path, list[str]]:
     from kvae_bench.evaluate import evaluate
-    from kvae_bench.report import report
+    from kvae_bench.report import check_out_dir, report
     from kvae_bench.train import train
     from simulators.generate import generate
 
     prof = PROFILES[profile]
+    out = Path(prof.out)
+    check_out_dir(out)  # before hours of training, not after
     data = Path("data") / f"{env}{prof.data_suffix}.h5"
     if not data.exists():
         click.echo(f"generating {data}", err=True)
-        generate(data, env, n_train=prof.n_train, n_test=prof.n_test, workers=workers)
+        generate(data, env, n_train=prof.n_train, n_test=prof.n_test, workers=workers,
+                 progress=progress)
     runs_root = Path("results/runs") / profile
     for seed in seeds:
         for model in models:
             run = runs_root / f"{model}-{env}-s{seed}"
-            metrics = run / "metrics.json"
-            trained = _finished(run, prof.epochs)
-            if trained and metrics.exists():
+            trained = rundir.checkpoint_epoch(run) >= prof.epochs
+            if trained and rundir.has_metrics(run):
                 click.echo(f"{run}: done, skipped", err=True)
                 continue
             if not trained:
-                resume = (run / "config.json").exists()
+                resume = rundir.is_run(run)
                 click.echo(f"{run}: {'resuming' if resume else 'training'} {model}, seed {seed}",
                            err=True)
                 train(run, model, data, {**prof.options, "epochs": prof.epochs}, seed=seed,
-                      device=device, resume=resume)
+                      device=device, resume=resume, progress=progress)
             click.echo(f"{run}: evaluating", err=True)
-            evaluate(run, device=device)
+            evaluate(run, device=device, progress=progress)
     cmd = (f"kvae-bench benchmark --env {env} --models {','.join(models)} "
            f"--seeds {','.join(map(str, seeds))} --profile {profile}")
-    return report(runs_root, prof.out, commands=[cmd])
+    return report(runs_root, out, commands=[cmd], force=force)
 
 
-def parse_list(text: str, kind=str) -> list:
-    try:
-        items = [kind(t.strip()) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"expected a comma-separated list, got {text!r}") from None
+def parse_list(text: str, kind=str, name: str = "list") -> list:
+    """Comma-separated values of one kind; the error names the option and the bad item."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise UserError(f"expected a comma-separated list, got {text!r}")
-    return items
+        raise UserError(f"{name}: expected a comma-separated list, e.g. 0,1,2; got {text!r}")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        bad = next(t for t in items if not _parses(kind, t))
+        what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+        raise UserError(f"{name}: {bad!r} is not {what}; expected e.g. 0,1,2") from None
 
 
-def summary_lines(out_dir: Path) -> list[str]:
-    """The headline numbers for the terminal: KVAE smoothed vs baselines at a few levels."""
-    rows = json.loads((out_dir / "summary.json").read_text())["rows"]
+def _parses(kind, text: str) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+def summary_lines(out_dir: Path, datasets: list[str] | None = None) -> list[str]:
+    """The headline numbers for the terminal, one line per data set and level: every model
+    and method's Hamming at a few levels."""
+    rows = (rundir.read_summary(out_dir) or {}).get("rows", [])
     picks = [("random", 0.5), ("random", 0.9), ("planning", 5), ("planning", 15)]
     lines = []
-    for protocol, level in picks:
-        cells = [f"{r['model']} {r['method']} {r['mean']:.4f}" for r in rows
-                 if r["protocol"] == protocol and r["metric"] == "hamming"
-                 and float(r["level"]) == float(level)]
-        if cells:
-            lines.append(f"{protocol} {level}: " + ", ".join(cells))
+    for d in sorted({r["env"] for r in rows if datasets is None or r["env"] in datasets}):
+        for protocol, level in picks:
+            cells = [f"{r['model']} {r['method']} {r['mean']:.4f}" for r in rows
+                     if r["env"] == d and r["protocol"] == protocol and r["metric"] == "hamming"
+                     and r["level"] is not None and float(r["level"]) == float(level)]
+            if cells:
+                lines.append(f"{d}, {protocol} {level}: " + ", ".join(cells))
     return lines

@@ -1,11 +1,15 @@
 """The `kvae-bench` command line. Heavy modules are imported inside the commands.
 
 Errors a user can fix print one line and exit 1; usage errors exit 2 (click's convention).
+Progress bars go to stderr, only when it is a terminal; `--quiet` turns them and the epoch
+lines off. SIGTERM ends a command like Ctrl-C: partial files are removed on the way out.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -27,16 +31,47 @@ def user_errors(fn):
 
         try:
             return fn(*args, **kwargs)
-        except (UserError, DataFormatError) as e:
-            raise click.ClickException(str(e)) from None
+        except (UserError, DataFormatError, FileExistsError) as e:
+            raise click.ClickException(str(e).strip().splitlines()[0]) from None
 
     return wrapper
 
 
+def _stop(signum, frame):
+    """SIGTERM and Ctrl-C: remove this process's partial files, then unwind."""
+    from kvae_bench.runinfo import remove_own_partials
+
+    remove_own_partials()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kvae-bench")
-def main() -> None:
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars or per-epoch lines on stderr (bars are off anyway when "
+                   "stderr is not a terminal).")
+@click.pass_context
+def main(ctx, quiet) -> None:
     """kvae-bench: physics videos, the Kalman VAE and baselines, benchmarked."""
+    ctx.obj = {"progress": not quiet}
+    logging.basicConfig(format="%(message)s", level=logging.WARNING, stream=sys.stderr)
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
+                         (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(sig) is default:  # an ignored signal stays ignored
+            try:
+                signal.signal(sig, _stop)
+            except ValueError:  # not the main thread (an embedding application's worker)
+                pass
+
+
+def progress() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().obj and ctx.find_root().obj.get("progress", True))
+
+
+SEED = click.IntRange(min=0)
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -50,7 +85,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @main.command()
-@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True)
+@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True,
+              help="Environment to simulate (see `kvae-bench envs`).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file  [default: data/ENV.h5]")
 @click.option("--train", "n_train", type=int, default=5000, show_default=True,
@@ -59,7 +95,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
               help="Test sequences.")
 @click.option("--steps", type=int, default=20, show_default=True, help="Frames per sequence.")
 @click.option("--size", type=int, help="Frame size in pixels  [default: 32]")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Generation seed: sequence i of a split depends only on (seed, split, i).")
 @click.option("--workers", type=int, help="Processes  [default: CPU count, at most 8]")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override an environment parameter, e.g. gravity=0,9.8 or speed_max=20 "
@@ -74,11 +111,11 @@ def generate(env, out, n_train, n_test, steps, size, seed, workers, params, over
     if size is not None:
         overrides["size"] = str(size)
     out = out or Path("data") / f"{env}.h5"
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose --out")
+    _check_output_file(out, overwrite)
     try:
         path = run(out, env, n_train=n_train, n_test=n_test, steps=steps, seed=seed,
-                   params=overrides, workers=workers, overwrite=overwrite)
+                   params=overrides, workers=workers, overwrite=overwrite,
+                   progress=progress())
     except ValueError as e:
         raise UserError(str(e)) from None
     except OSError as e:
@@ -86,6 +123,20 @@ def generate(env, out, n_train, n_test, steps, size, seed, workers, params, over
     size_mb = path.stat().st_size / 2**20
     click.echo(f"wrote {path} ({size_mb:.1f} MiB): {n_train} train + {n_test} test sequences "
                f"of {steps} frames; inspect it with `kvae-bench inspect {path}`")
+
+
+def _check_output_file(out: Path, overwrite: bool) -> None:
+    """A dataset is written only where nothing is, or over a kvae-bench dataset with
+    --overwrite: never over a folder or a foreign file."""
+    from kvae_bench import h5io
+
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: name a file, e.g. {out / 'data.h5'}")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose --out")
+    if out.exists() and not h5io.is_dataset(out):
+        raise UserError(f"{out} is not a kvae-bench dataset: it will not be overwritten; "
+                        "choose another --out")
 
 
 @main.command()
@@ -117,17 +168,21 @@ def inspect(file, gif, n_gif):
     """Validate a dataset file and print its metadata and statistics."""
     from kvae_bench import h5io
 
+    if file.is_dir():
+        raise UserError(f"{file} is a folder: pass a dataset file (.h5)")
+    if gif is not None:
+        _check_gif_target(gif, file)
     try:
         meta = h5io.read_meta(file)
     except FileNotFoundError:
         raise UserError(f"{file} not found: create it with `kvae-bench generate`") from None
+    splits = {split: h5io.read(file, split) for split in h5io.SPLITS}  # fails before output
     click.echo(f"{file}: {meta['schema']} v{meta['schema_version']}, env {meta['env']}, "
                f"seed {meta['seed']}, dt {meta['dt']:g}, generator {meta['generator_version']}, "
                f"created {meta['created_utc']}, commit {meta.get('git_commit') or 'unknown'}")
     params = " ".join(f"{k}={v}" for k, v in meta["env_params"].items())
     click.echo(f"params: {params}")
-    for split in h5io.SPLITS:
-        data = h5io.read(file, split)
+    for split, data in splits.items():
         n, t, h, w = data.frames.shape
         fg = (data.frames > 127).sum(axis=(2, 3))
         click.echo(f"{split}: {n} sequences x {t} frames of {h}x{w}; states "
@@ -149,22 +204,42 @@ def inspect(file, gif, n_gif):
         click.echo(f"wrote {gif} ({len(test.frames)} test sequences)")
 
 
+def _check_gif_target(gif: Path, source: Path) -> None:
+    """The GIF may replace a GIF, never the input or another kind of file."""
+    if gif.exists() and source.exists() and gif.resolve() == source.resolve():
+        raise UserError(f"--gif {gif} is the dataset itself: name a new .gif file")
+    if gif.is_dir():
+        raise UserError(f"--gif {gif} is a folder: name a .gif file")
+    if gif.exists():
+        with open(gif, "rb") as f:
+            is_gif = f.read(6) in (b"GIF87a", b"GIF89a")
+        if not is_gif:
+            raise UserError(f"--gif {gif} exists and is not a GIF: it will not be "
+                            "overwritten; name a new .gif file")
+
+
 @main.command()
-@click.option("--model", type=click.Choice(MODEL_NAMES), default="kvae", show_default=True,
-              help="Model to train.")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("data/box.h5"), show_default=True, help="Dataset file.")
-@click.option("--epochs", type=int, help="Epochs  [default: 80, the paper's]")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory  [default: results/runs/MODEL-ENV-sSEED]")
+@click.option("--model", type=click.Choice(MODEL_NAMES),
+              help="Model to train  [default: kvae; with --resume: the run's]")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Dataset file  [default: data/box.h5; with --resume: the run's, found by "
+                   "its path or fingerprint]")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Epochs  [default: 80, the paper's; with --resume: the run's]")
+@click.option("--seed", type=SEED, help="Seed of every random choice  [default: 0; with "
+                                       "--resume: the run's]")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Run directory  [default: results/runs/MODEL-DATA-sSEED, DATA the data "
+                   "file's name without .h5]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file of options (flat key = value).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Set a model or training option, e.g. elbo=exact or lr=0.003 (repeatable; "
                    "see `kvae-bench options`).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its checkpoint, with its saved options; "
+                   "options given again replace saved training options (and are listed).")
 @click.option("--evaluate/--no-evaluate", "then_evaluate", default=True, show_default=True,
               help="Score the run on the benchmark protocol when training ends.")
 @user_errors
@@ -187,70 +262,89 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
         options[key.strip()] = value.strip()
     if epochs is not None:
         options["epochs"] = epochs
-    out = out or Path("results/runs") / f"{model}-{data.stem}-s{seed}"
-    path = run(out, model, data, options, seed=seed, device=device, resume=resume)
-    click.echo(f"trained {model} in {path}: see {path / 'log.jsonl'}")
+    if out is None:
+        out = Path("results/runs") / (f"{model or 'kvae'}-{(data or Path('data/box.h5')).stem}"
+                                      f"-s{seed or 0}")
+    path = run(out, model, data, options, seed=seed, device=device, resume=resume,
+               progress=progress())
+    click.echo(f"trained in {path}: see {path / 'log.jsonl'}")
     if then_evaluate:
         from kvae_bench.evaluate import evaluate
 
-        click.echo(f"wrote {evaluate(path, device=device)}")
+        click.echo(f"wrote {evaluate(path, device=device, progress=progress())}")
 
 
 @main.command("evaluate")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Test sequences per forward pass (memory, not results).")
+@click.option("--data", type=click.Path(path_type=Path),
+              help="The run's dataset file, if it moved  [default: found by the saved path "
+                   "or fingerprint]")
 @user_errors
-def evaluate_cmd(run, device, batch_size):
+def evaluate_cmd(run, device, batch_size, data):
     """Score a trained run on the benchmark protocol -> RUN/metrics.json."""
     from kvae_bench.evaluate import evaluate
 
-    if not run.is_dir():
+    if not run.exists():
         raise UserError(f"{run} not found: train a run with `kvae-bench train --out {run}`")
-    path = evaluate(run, device=device, batch_size=batch_size)
+    if not run.is_dir():
+        raise UserError(f"{run} is a file: pass a run folder (it holds config.json)")
+    path = evaluate(run, device=device, batch_size=batch_size, progress=progress(), data=data)
     click.echo(f"wrote {path}")
 
 
 @main.command("report")
 @click.option("--runs", type=click.Path(file_okay=False, path_type=Path),
               default=Path("results/runs"), show_default=True, help="Folder of run folders.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("results"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="Report folder: new, empty, or a previous report's.")
+@click.option("--force", is_flag=True,
+              help="Replace a previous report even if it covered runs that are missing now.")
 @user_errors
-def report_cmd(runs, out):
-    """Aggregate every run's metrics.json into tables, figures and videos."""
+def report_cmd(runs, out, force):
+    """Aggregate every run's metrics.json into tables, figures, videos and a page."""
     from kvae_bench.report import report
 
-    if not runs.is_dir():
-        raise UserError(f"{runs} not found: train and evaluate runs first")
-    out, problems = report(runs, out, commands=[f"kvae-bench report --runs {runs} --out {out}"])
+    out, problems = report(runs, out, commands=[f"kvae-bench report --runs {runs} --out {out}"],
+                           force=force)
     for p in problems:
         click.echo(f"warning: {p}", err=True)
-    click.echo(f"wrote {out / 'README.md'}, {out / 'table.csv'}, {out / 'figures'}")
+    click.echo(f"wrote {out / 'README.md'}, {out / 'index.html'}, {out / 'table.csv'}, "
+               f"{out / 'figures'}")
 
 
 @main.command("benchmark")
-@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True)
+@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True,
+              help="Environment (its data is generated when missing).")
 @click.option("--models", default="kvae,ae_rnn,vae_rnn", show_default=True,
               help="Comma-separated models.")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--seeds", default="0", show_default=True,
+              help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--profile", type=click.Choice(["quick", "paper"]), default="quick",
               show_default=True, help="quick: minutes, to try the suite; paper: the full "
                                       "protocol of the paper.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--force", is_flag=True,
+              help="Let the report replace one that covered runs that are missing now.")
 @user_errors
-def benchmark_cmd(env, models, seeds, profile, device):
+def benchmark_cmd(env, models, seeds, profile, device, force):
     """Generate, train, evaluate and report: the whole benchmark (re-runnable)."""
     from kvae_bench.benchmark import benchmark, parse_list, summary_lines
 
-    model_list = parse_list(models)
+    model_list = parse_list(models, name="--models")
     unknown = [m for m in model_list if m not in MODEL_NAMES]
     if unknown:
         raise UserError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODEL_NAMES)}")
-    out, problems = benchmark(env, model_list, parse_list(seeds, int), profile, device)
+    seed_list = parse_list(seeds, int, name="--seeds")
+    if any(s < 0 for s in seed_list):
+        raise UserError(f"--seeds must be >= 0, got {seeds!r}")
+    out, problems = benchmark(env, model_list, seed_list, profile, device, force=force,
+                              progress=progress())
     for p in problems:
         click.echo(f"warning: {p}", err=True)
-    for line in summary_lines(out):
+    for line in summary_lines(out, [env]):
         click.echo(line)
     click.echo(f"results: {out / 'README.md'} (tables), {out / 'table.csv'}, "
                f"{out / 'figures'}, {out / 'videos'}")
@@ -276,7 +370,8 @@ def options() -> None:
 @click.argument("test_npz", type=click.Path(path_type=Path))
 @click.option("--env", type=click.Choice(ENV_NAMES), required=True,
               help="Which environment the videos show.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output dataset file (.h5).")
 @click.option("--dt", type=float, default=0.2, show_default=True, help="Time between frames.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @user_errors
@@ -284,8 +379,7 @@ def import_npz(train_npz, test_npz, env, out, dt, overwrite):
     """Convert the 2017 data format (npz with `images`, optional `state`) to HDF5."""
     from kvae_bench.importer import import_npz as run
 
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists: pass --overwrite to replace it, or choose --out")
+    _check_output_file(out, overwrite)
     try:
         path, counts = run(train_npz, test_npz, env=env, out=out, dt=dt, overwrite=overwrite)
     except OSError as e:

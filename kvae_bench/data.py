@@ -19,6 +19,9 @@ class VideoSplit:
 
     def __init__(self, path: str | os.PathLike, split: str, limit: int | None = None):
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder: pass a dataset file (.h5) made by "
+                            "`kvae-bench generate`")
         if not path.is_file():
             env = path.stem.split("_")[0]
             raise UserError(f"{path} not found: create it with "
@@ -59,3 +62,36 @@ def fingerprint(path: str | os.PathLike) -> str:
         h.update(np.ascontiguousarray(data.frames).tobytes())
         h.update(np.ascontiguousarray(data.states).tobytes())
     return h.hexdigest()
+
+
+def locate_data(config: dict, explicit: str | os.PathLike | None = None) -> Path:
+    """The data file a run was trained on, found by its path or by its fingerprint.
+
+    config holds `data` (absolute since config v1; as typed before) and `data_fingerprint`.
+    With `explicit`, that file must have the fingerprint; otherwise the saved path is tried,
+    then the same file name under ./data and beside the saved path's folder.
+    """
+    want = config["data_fingerprint"]
+    saved = Path(config["data"])
+    name = config.get("data_name") or saved.name
+    if explicit is not None:
+        candidates = [Path(explicit)]
+    else:
+        candidates = list(dict.fromkeys([saved, Path("data") / name, Path(name)]))
+    seen = []
+    for path in candidates:
+        if not path.is_file():
+            continue
+        seen.append(path)
+        if fingerprint(path) == want:
+            return path
+    if explicit is not None and seen:
+        raise UserError(f"{explicit} is not the data this run was trained on (fingerprint "
+                        f"differs from {want[:12]}): pass the original file")
+    if seen:
+        raise UserError(f"{seen[0]} changed since the run was trained (fingerprint differs): "
+                        "regenerate it with the same command, pass the original with --data, "
+                        "or retrain")
+    looked = ", ".join(str(p) for p in candidates)
+    raise UserError(f"the run's data {name} was not found (looked at {looked}): pass it with "
+                    "--data")

@@ -3,7 +3,8 @@
 Over the whole test split, with masks that depend only on (mask seed, protocol, level):
 - imputation, random p in {0.1, ..., 1.0} and planning k in {1, 3, ..., 15} (first 4 frames
   observed): Hamming over the unobserved frames for every method the model offers, the error of
-  the ball's position read off the imputed frames, and the trivial "walls only" predictor;
+  tracked object's position read off the imputed frames, and the trivial predictor that draws
+  the static scene (the env names it: "walls", "empty");
 - generation from 4 observed frames against the simulator's true continuation: Hamming and
   position error per step;
 - test ELBO per frame (models that have one), reconstruction Hamming, a linear probe from the
@@ -13,7 +14,6 @@ Over the whole test split, with masks that depend only on (mask seed, protocol, 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -22,49 +22,44 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kvae_bench import masks, metrics, runinfo
-from kvae_bench.data import VideoSplit, fingerprint
+import simulators
+from kvae_bench import h5io, masks, metrics, rundir, runinfo
+from kvae_bench.data import VideoSplit, locate_data
 from kvae_bench.errors import UserError
 from kvae_bench.models import build, model_config
 from kvae_bench.models.nets import frame_mean
-from kvae_bench.train import evaluate_elbo, training_history
+from kvae_bench.train import evaluate_elbo
 
-SCHEMA = "kvae-bench/metrics"
-SCHEMA_VERSION = 1
 N_OBSERVED = masks.T_INIT
 EXAMPLES = 4  # test sequences kept in examples.npz for the report's pictures
 EXAMPLE_MASK = ("planning", 7)
 
 
-def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
-    """(model in eval mode, config dict, finished epochs) of a run directory."""
+def load_run(run_dir: str | os.PathLike, device: str = "cpu",
+             data: str | os.PathLike | None = None):
+    """(model in eval mode, config dict, finished epochs, data path) of a run directory; the
+    data file is found by the saved path or fingerprint (see data.locate_data)."""
     run_dir = Path(run_dir)
-    config_path, ckpt_path = run_dir / "config.json", run_dir / "ckpt.pt"
-    if not config_path.exists():
-        raise UserError(f"{run_dir} is not a run directory (no config.json): train one with "
-                        "`kvae-bench train`")
-    if not ckpt_path.exists():
-        raise UserError(f"{run_dir} has no checkpoint yet: finish an epoch of "
-                        f"`kvae-bench train --out {run_dir} --resume` first")
+    config = rundir.read_config(run_dir)
+    name = config["model"]
     try:
-        config = json.loads(config_path.read_text())
-        name = config["model"]
         mcfg = model_config(name, config["model_config"])
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-    except (json.JSONDecodeError, KeyError, ValueError, RuntimeError) as e:
-        raise UserError(f"{run_dir}: unreadable run ({e})") from None
-    data = VideoSplit(config["data"], "test", limit=1)
-    model = build(name, mcfg, data.image_size).to(device)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{run_dir}: its {name} options do not fit this code version ({e})"
+                        ) from None
+    ckpt = rundir.load_checkpoint(run_dir, device)
+    data_path = locate_data(config, data)
+    model = build(name, mcfg, VideoSplit(data_path, "test", limit=1).image_size).to(device)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError:
-        raise UserError(f"{ckpt_path} does not fit the {name} model of this code version "
-                        f"({config.get('code_version') or 'unknown'} trained it): retrain "
-                        "or check out that version") from None
+        raise UserError(f"{run_dir / rundir.CHECKPOINT} does not fit the {name} model of this "
+                        f"code version ({config.get('code_version') or 'unknown'} trained it): "
+                        "retrain or check out that version") from None
     if config["train_config"].get("conv_precision") == "bf16":
         model.conv_dtype = torch.bfloat16
     model.eval()
-    return model, config, ckpt["epoch"]
+    return model, config, ckpt["epoch"], data_path
 
 
 def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, device):
@@ -79,30 +74,40 @@ def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, devic
 
 
 def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int = 100,
-             mask_seed: int = 0, progress: bool = True) -> Path:
-    """Score a run; writes RUN_DIR/metrics.json and RUN_DIR/examples.npz atomically."""
+             mask_seed: int = 0, progress: bool = True,
+             data: str | os.PathLike | None = None) -> Path:
+    """Score a run; writes RUN_DIR/metrics.json and RUN_DIR/examples.npz atomically. What the
+    scoring needs (a readable run, its data, enough frames, a writable folder) is checked
+    first."""
     t0 = time.time()
     run_dir = Path(run_dir)
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
     device = runinfo.choose_device(device)
-    model, config, epoch = load_run(run_dir, device)
-    data_fingerprint = fingerprint(config["data"])
-    if data_fingerprint != config.get("data_fingerprint"):
-        raise UserError(f"{config['data']} changed since {run_dir} was trained (fingerprint "
-                        "differs): regenerate it with the same command, or retrain")
-    test = VideoSplit(config["data"], "test")
+    model, config, epoch, data_path = load_run(run_dir, device, data)
+    history = rundir.training_history(run_dir, config.get("device", ""))
+    rundir.check_writable(run_dir)
+    test = VideoSplit(data_path, "test")
+    if test.frames.shape[1] <= N_OBSERVED:
+        raise UserError(f"{data_path}: {test.frames.shape[1]} frames per sequence; the "
+                        f"benchmark observes {N_OBSERVED} and scores the rest: generate data "
+                        "with --steps 20")
+    meta = h5io.read_meta(data_path)
     frames = test.frames.numpy() > 127  # (N, T, H, W) bool
     x = torch.from_numpy(frames)
     N, T = frames.shape[:2]
-    columns = test.columns
-    has_xy = "x" in columns and "y" in columns
-    true_xy = test.states[..., [columns.index("x"), columns.index("y")]] if has_xy else None
+    scoring = simulators.scoring(meta["env"], frames.shape[-1])
+    true_xy = _positions(test, scoring)
+    has_xy = true_xy is not None
     background = metrics.static_background(frames)
+    # pixels that never show the tracked object: the static scene and, e.g., pong's paddles
+    ignore = background | ~scoring.object_region
     walls = np.broadcast_to(background, frames.shape)
 
     jobs = [(p, lvl) for p in masks.PROTOCOLS for lvl in masks.levels(p, T)]
     imputation, trivial = [], []
     examples = {"true": frames[:EXAMPLES].astype(np.uint8)}
-    bar = tqdm(jobs, desc=f"evaluate {run_dir.name}", disable=not progress)
+    bar = tqdm(jobs, desc=f"evaluate {run_dir.name}", disable=None if progress else True)
     for protocol, level in bar:
         mask = masks.make_mask(protocol, level, N, T, mask_seed)
         out = _batched(model.impute, x, mask, batch_size, device)
@@ -111,11 +116,11 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
                    "hamming": metrics.hamming(pred, frames, mask),
                    "missing_frames": int((mask < 0.5).sum())}
             if has_xy:
-                err = metrics.position_errors(pred, true_xy, background)[mask < 0.5]
+                err = metrics.position_errors(pred, true_xy, ignore)[mask < 0.5]
                 row["position_error"] = _nanmedian(err)
                 row["no_ball_fraction"] = float(np.isnan(err).mean()) if err.size else 0.0
             imputation.append(row)
-        trivial.append({"protocol": protocol, "level": level, "method": "walls",
+        trivial.append({"protocol": protocol, "level": level, "method": scoring.trivial,
                         "hamming": metrics.hamming(walls, frames, mask)})
         if (protocol, level) == EXAMPLE_MASK:
             examples["mask"] = mask[:EXAMPLES]
@@ -129,34 +134,44 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
     generation = {"n_observed": N_OBSERVED,
                   "hamming_per_step": metrics.hamming_per_frame(generated, future).mean(0)
                   .tolist(),
-                  "walls_hamming_per_step": metrics.hamming_per_frame(walls[:, N_OBSERVED:],
-                                                                      future).mean(0).tolist()}
+                  "trivial_hamming_per_step": metrics.hamming_per_frame(
+                      walls[:, N_OBSERVED:], future).mean(0).tolist()}
     if has_xy:
-        err = metrics.position_errors(generated, true_xy[:, N_OBSERVED:], background)
+        err = metrics.position_errors(generated, true_xy[:, N_OBSERVED:], ignore)
         generation["position_error_per_step"] = [_nanmedian(e) for e in err.T]
     examples["generated"] = (generated[:EXAMPLES] > 0.5).astype(np.uint8)
 
     result = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run": str(run_dir),
-        "model": config["model"], "env": _env_name(config["data"]), "seed": config["seed"],
+        "run": str(run_dir),
+        "model": config["model"], "env": meta["env"], "dataset": h5io.dataset_name(meta),
+        "seed": config["seed"],
         "epoch": epoch, "config": config, "code_version": runinfo.git_commit(),
-        "data": config["data"], "data_fingerprint": data_fingerprint,
+        "data": str(Path(data_path).resolve()), "data_fingerprint": config["data_fingerprint"],
         "mask_seed": mask_seed, "mask_fingerprint": masks.fingerprint(N, T, mask_seed),
         "test_sequences": N, "device": device, "created_utc": runinfo.utc_now(),
-        "training": training_history(run_dir),
-        "imputation": imputation, "walls_predictor": trivial, "generation": generation,
+        "training": history,
+        "imputation": imputation, "trivial": scoring.trivial, "trivial_predictor": trivial,
+        "generation": generation, "examples": {"mask": list(EXAMPLE_MASK), "n": EXAMPLES},
         "max_pairwise_hamming": metrics.max_pairwise_hamming(frames),
     }
-    result.update(_latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy))
+    result.update(_latent_scores(model, config, data_path, scoring, x, true_xy, batch_size,
+                                 device))
     result["seconds"] = round(time.time() - t0, 1)
-    runinfo.atomic_write_json(run_dir / "metrics.json", result)
-    _save_npz(run_dir / "examples.npz", examples)
-    return run_dir / "metrics.json"
+    rundir.write_examples(run_dir, examples)
+    return rundir.write_metrics(run_dir, result)
 
 
-def _latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy) -> dict:
+def _positions(split: VideoSplit, scoring) -> np.ndarray | None:
+    """(N, T, 2) true position of the tracked object, or None when the data has no states."""
+    cols = split.columns
+    if not all(c in cols for c in scoring.position_columns):
+        return None
+    return split.states[..., [cols.index(c) for c in scoring.position_columns]]
+
+
+def _latent_scores(model, config, data_path, scoring, x, true_xy, batch_size, device) -> dict:
     """Test ELBO terms, reconstruction Hamming and the linear position probe."""
-
+    test = VideoSplit(data_path, "test")
     out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"])}
     frames = x.numpy()
     codes, recon = [], []
@@ -170,10 +185,9 @@ def _latent_scores(model, config, test, x, true_xy, batch_size, device, has_xy) 
     codes = np.concatenate(codes)
     recon = np.concatenate(recon)
     out["reconstruction_hamming"] = float(((recon > 0.5) != frames).mean())
-    if has_xy:
-        train = VideoSplit(config["data"], "train", limit=1000)
-        cols = train.columns
-        train_xy = train.states[..., [cols.index("x"), cols.index("y")]]
+    if true_xy is not None:
+        train = VideoSplit(data_path, "train", limit=1000)
+        train_xy = _positions(train, scoring)
         with torch.no_grad():
             train_codes = np.concatenate([
                 model.encode(xb.to(device))[0].float().cpu().numpy()
@@ -189,14 +203,3 @@ def _nanmedian(values) -> float:
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     return float(np.median(finite)) if finite.size else float("nan")
-
-
-def _env_name(data_path: str) -> str:
-    from kvae_bench import h5io
-
-    return h5io.read_meta(data_path)["env"]
-
-
-def _save_npz(path: Path, arrays: dict) -> None:
-    with runinfo.atomic_path(path, suffix=".tmp.npz") as tmp:  # numpy wants the .npz suffix
-        np.savez_compressed(tmp, **arrays)

@@ -7,8 +7,11 @@
                      attr columns = state names (S strings)
 
 Splits are "train" and "test". Files are written atomically: `Writer` builds a temporary file
-beside the target and renames it into place only when everything is written, so a crash or
-Ctrl-C never leaves a partial file at the target path.
+beside the target (`.NAME.partial-PID-*`, removed by the next writer if its process died) and
+renames it into place only when everything is written, so a crash or Ctrl-C never leaves a
+partial file at the target path. Without `overwrite` the final rename fails if the target
+appeared meanwhile (two writers racing for one new file: one wins, one errs); with it, only a
+kvae-bench dataset is ever replaced.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from kvae_bench.runinfo import discard_partial, publish, temp_beside
 
 SCHEMA = "kvae-bench/video"
 SCHEMA_VERSION = 1
@@ -63,17 +67,18 @@ class Writer:
 
     def __enter__(self) -> Writer:
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} exists")
+            raise FileExistsError(f"{self.path} exists: pass --overwrite to replace it, or "
+                                  "choose --out")
+        if self.path.exists() and not is_dataset(self.path):
+            raise FileExistsError(f"{self.path} is not a kvae-bench dataset: it will not be "
+                                  "overwritten; choose another --out")
         for parent in (self.path.parent, *self.path.parent.parents):
             if parent.exists():
                 if not parent.is_dir():
                     raise NotADirectoryError(errno.ENOTDIR, f"{parent} is not a folder")
                 break
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temp_beside(self.path)
         try:
             self._file = h5py.File(self._tmp, "w", track_order=True)
             attrs = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **self.attrs}
@@ -120,8 +125,7 @@ class Writer:
         try:
             self._file.close()
             self._file = None
-            os.chmod(self._tmp, 0o644)  # mkstemp makes it private; a dataset is for reading
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path, overwrite=self.overwrite)
         except BaseException:
             self._discard()
             raise
@@ -134,7 +138,7 @@ class Writer:
                 pass
             self._file = None
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            discard_partial(self._tmp)
 
 
 def encode_frames(frames: np.ndarray) -> list[bytes]:
@@ -143,6 +147,12 @@ def encode_frames(frames: np.ndarray) -> list[bytes]:
     if frames.dtype != np.uint8 or frames.ndim != 4:
         raise ValueError(f"frames must be uint8 (n, T, H, W), got {frames.dtype} {frames.shape}")
     return [zlib.compress(np.ascontiguousarray(seq).tobytes(), GZIP_LEVEL) for seq in frames]
+
+
+def dataset_name(meta: dict) -> str:
+    """The data set's name in every table: `<env>` or `<env>-<preset>`."""
+    preset = meta.get("preset") or ""
+    return f"{meta['env']}-{preset}" if preset else meta["env"]
 
 
 def _as_str(value) -> str:
@@ -214,8 +224,22 @@ def read(path: str | os.PathLike, split: str, limit: int | None = None) -> Split
     meta = read_meta(path)
     if split not in meta["splits"]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    with h5py.File(path, "r") as f:
-        group = f[split]
-        sl = slice(None) if limit is None else slice(0, limit)
-        return Split(frames=group["frames"][sl], states=group["states"][sl],
-                     columns=meta["splits"][split]["columns"])
+    try:
+        with h5py.File(path, "r") as f:
+            group = f[split]
+            sl = slice(None) if limit is None else slice(0, limit)
+            return Split(frames=group["frames"][sl], states=group["states"][sl],
+                         columns=meta["splits"][split]["columns"])
+    except OSError as e:  # a damaged chunk: h5py reports a failed read or filter
+        raise DataFormatError(f"{path}: /{split} is damaged and cannot be read "
+                              f"({str(e).splitlines()[0][:100]}); regenerate it with "
+                              "`kvae-bench generate`") from None
+
+
+def is_dataset(path: str | os.PathLike) -> bool:
+    """Whether path is an HDF5 file with the kvae-bench schema attribute (readable or not)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _as_str(f.attrs.get("schema", "")) == SCHEMA
+    except (OSError, ValueError):
+        return False

@@ -31,8 +31,10 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 raise UserError(f"{path}: no `images` array (found: {', '.join(z.files)})")
             images = z["images"]
             state = z["state"] if "state" in z else None
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise UserError(f"{path} is not a readable npz file ({e})") from None
+    except UserError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise UserError(f"{path} is not a readable npz file ({str(e) or 'empty'})") from None
     if images.ndim != 4 or images.shape[2] != images.shape[3]:
         raise UserError(f"{path}: images must be (N, T, H, W) with H = W, got {images.shape}")
     if not np.issubdtype(images.dtype, np.number):

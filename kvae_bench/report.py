@@ -1,390 +1,495 @@
-"""runs/*/metrics.json -> results: table.csv, summary.json, README.md, figures/, videos/.
+"""Run folders -> one tidy table -> table.csv, summary.json, README.md, index.html, figures/,
+videos/.
 
-README.md is generated; hand-written commentary goes in NOTES.md beside it, which every
-report copies in below the title.
+The table has one row per (data set, model, method, protocol, level, metric): the mean, std
+and n over seeds (the trivial predictor is deterministic: n = 1 per data set and mask set).
+Levels are numbers and sort numerically. The page is built once as sections (text, tables,
+figures, videos) and rendered twice with jinja2: Markdown (README.md) and HTML (index.html,
+self-contained apart from the figures and GIFs beside it). One section per data set present,
+with every model and method found; reference values and claims come from
+kvae_bench/references (data, not code). README.md is generated; hand-written commentary goes
+in NOTES.md beside it, which every report copies in.
 
-Every number is aggregated over seeds (mean, std, n). Missing or malformed run files are
-reported by name and skipped.
+The output folder is the report's own: a new or empty folder, or one holding a previous
+report (summary.json). A report never replaces one that covered more runs unless forced.
+Needs only the run folders' files: no torch, no models.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kvae_bench import runinfo
-from kvae_bench.evaluate import EXAMPLE_MASK, EXAMPLES, SCHEMA, SCHEMA_VERSION
-from kvae_bench.masks import T_INIT
-from kvae_bench.train import training_history
+from kvae_bench import references, rundir, runinfo
+from kvae_bench.errors import UserError
 
 COLUMNS = ("env", "model", "method", "protocol", "level", "metric", "mean", "std", "n")
 NOTES_FILE = "NOTES.md"  # hand-written commentary in the output folder, kept in README.md
-
-# The paper's Figure 3 (box), read off the plot (DESIGN.md): (protocol, level) -> series.
-PAPER_BOX = {
-    "kvae/smoothed": {"random": [0.0057, 0.0063, 0.0075, 0.0095, 0.0188, 0.0265],
-                      "planning": [0.0061, 0.0078, 0.0098, 0.0121, 0.0148, 0.0173, 0.0200,
-                                   0.0226]},
-    "kvae/filtered": {"random": [0.0079, 0.0083, 0.0103, 0.0124, 0.0214, 0.0266],
-                      "planning": [0.0082, 0.0112, 0.0143, 0.0173, 0.0197, 0.0220, 0.0237,
-                                   0.0256]},
-    "ae_rnn/imputed": {"random": [0.0065, 0.0075, 0.0095, 0.0132, 0.0218, 0.0272],
-                       "planning": [0.0085, 0.0114, 0.0145, 0.0174, 0.0200, 0.0222, 0.0243,
-                                    0.0259]},
-    "vae_rnn/imputed": {"random": [0.0080, 0.0086, 0.0117, 0.0140, 0.0225, 0.0278],
-                        "planning": [0.0088, 0.0120, 0.0151, 0.0181, 0.0207, 0.0230, 0.0251,
-                                     0.0268]},
-}
-PAPER_LEVELS = {"random": [0.1, 0.3, 0.5, 0.7, 0.9, 1.0], "planning": [1, 3, 5, 7, 9, 11, 13, 15]}
+IMPUTATION = (("random", "random p", "drop probability p"),
+              ("planning", "planning k", "frames dropped k"))
 
 
-def paper_value(env: str, model: str, method: str, protocol: str, level) -> float | None:
-    if env != "box" or f"{model}/{method}" not in PAPER_BOX:
-        return None
-    levels = PAPER_LEVELS[protocol]
-    for lvl, v in zip(levels, PAPER_BOX[f"{model}/{method}"][protocol]):
-        if abs(float(lvl) - float(level)) < 1e-9:
-            return v
-    return None
+# ---- the tidy table ---------------------------------------------------------------------------
 
 
-def paper_checks(table: list[dict]) -> list[dict]:
-    """The paper's Figure-3 claims, level by level, on our box numbers (Hamming means).
-
-    smoothed_vs_paper: KVAE smoothed / the paper's value (<= 1.25 is "within 25% or better");
-    smoothed_below_baselines: KVAE smoothed below AE-RNN and VAE-RNN;
-    filtered_vs_ae_rnn: KVAE filtered / AE-RNN, beside the same ratio in the paper.
-    """
-    mean = {(f"{r['model']}/{r['method']}", r["protocol"], float(r["level"])): r["mean"]
-            for r in table if r["env"] == "box" and r["metric"] == "hamming"
-            and r["protocol"] in PAPER_LEVELS}
-    checks = []
-    for protocol, levels in PAPER_LEVELS.items():
-        for i, level in enumerate(levels):
-            paper = {series: values[protocol][i] for series, values in PAPER_BOX.items()}
-            ours = {series: mean.get((series, protocol, float(level))) for series in PAPER_BOX}
-            smoothed, filtered = ours["kvae/smoothed"], ours["kvae/filtered"]
-            ae, vae = ours["ae_rnn/imputed"], ours["vae_rnn/imputed"]
-            if smoothed is None:
-                continue
-            checks.append({
-                "protocol": protocol, "level": level,
-                "smoothed_vs_paper": smoothed / paper["kvae/smoothed"],
-                "smoothed_below_baselines": (None if ae is None or vae is None
-                                             else smoothed < min(ae, vae)),
-                "filtered_vs_ae_rnn": None if filtered is None or ae is None else filtered / ae,
-                "paper_filtered_vs_ae_rnn": paper["kvae/filtered"] / paper["ae_rnn/imputed"],
-            })
-    return checks
-
-
-def paper_check_lines(checks: list[dict]) -> list[str]:
-    if not checks:
-        return []
-    target = [c for c in checks if not (c["protocol"] == "random" and c["level"] > 0.9)]
-
-    def count(ok) -> str:
-        known = [c for c in target if ok(c) is not None]
-        return f"{sum(bool(ok(c)) for c in known)} of {len(known)}"
-
-    def ratio(v) -> str:
-        return "" if v is None else f"{v:.2f}"
-
-    lines = ["## box: the paper's claims, checked", "",
-             "KVAE smoothed / paper (1.00 = the paper's value), whether KVAE smoothed is below "
-             "both baselines, and KVAE filtered / AE-RNN here and in the paper (lower is "
-             "better for the KVAE). Over the levels the targets name (random p <= 0.9, every "
-             "planning k): smoothed within 25% of the paper or better at "
-             f"{count(lambda c: c['smoothed_vs_paper'] <= 1.25)}; below both baselines at "
-             f"{count(lambda c: c['smoothed_below_baselines'])}; filtered / AE-RNN no worse "
-             "than the paper's at " + count(
-                 lambda c: None if c["filtered_vs_ae_rnn"] is None
-                 else c["filtered_vs_ae_rnn"] <= c["paper_filtered_vs_ae_rnn"]) + ".", "",
-             "| protocol | level | kvae smoothed / paper | smoothed below both baselines | "
-             "kvae filtered / ae_rnn | paper filtered / ae_rnn |", "|---|---|---|---|---|---|"]
-    for c in checks:
-        below = {None: "", True: "yes", False: "no"}[c["smoothed_below_baselines"]]
-        lines.append(f"| {c['protocol']} | {c['level']} | {ratio(c['smoothed_vs_paper'])} | "
-                     f"{below} | {ratio(c['filtered_vs_ae_rnn'])} | "
-                     f"{ratio(c['paper_filtered_vs_ae_rnn'])} |")
-    return lines + [""]
-
-
-def load_metrics(runs_dir: Path) -> tuple[list[dict], list[str]]:
-    """Valid metrics of every run under runs_dir (searched recursively), and the problems."""
+def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
+    """Valid metrics of every run under runs_dir (searched recursively), and the problems
+    (unreadable files, runs not evaluated yet), each naming its folder."""
     found, problems = [], []
-    for path in sorted(runs_dir.rglob("metrics.json")):
+    for run in rundir.find_runs(runs_dir):
+        if not rundir.has_metrics(run):
+            problems.append(f"{run}: no metrics.json (run `kvae-bench evaluate {run}`)")
+            continue
         try:
-            m = json.loads(path.read_text())
-            if m.get("schema") != SCHEMA or m.get("schema_version") != SCHEMA_VERSION:
-                raise ValueError(f"schema {m.get('schema')!r} v{m.get('schema_version')}")
-            for key in ("env", "model", "seed", "imputation", "walls_predictor", "generation"):
-                if key not in m:
-                    raise ValueError(f"no {key!r}")
-            if not m.get("training"):  # evaluated before metrics.json kept it
-                m["training"] = training_history(path.parent)
-            found.append(m)
-        except (OSError, ValueError, AttributeError) as e:
-            problems.append(f"{path}: skipped ({e})")
-    run_dirs = {p.parent for p in runs_dir.rglob("config.json")}
-    for d in sorted(run_dirs):
-        if not (d / "metrics.json").exists():
-            problems.append(f"{d}: no metrics.json (run `kvae-bench evaluate {d}`)")
+            found.append(rundir.read_metrics(run))
+        except UserError as e:
+            problems.append(f"skipped: {e}")
     return found, problems
 
 
-def rows_of(m: dict) -> list[tuple]:
-    """(env, model, method, protocol, level, metric, value) of one run."""
-    env, model = m["env"], m["model"]
-    out = []
+def _run_rows(m: dict):
+    """(key, value) of one run's scores; key = (dataset, model, method, protocol, level,
+    metric)."""
+    d, model = m["dataset"], m["model"]
     for r in m["imputation"]:
         for metric in ("hamming", "position_error"):
             if r.get(metric) is not None:
-                out.append((env, model, r["method"], r["protocol"], r["level"], metric, r[metric]))
-    for step, v in enumerate(m["generation"].get("hamming_per_step", []), 1):
-        out.append((env, model, "generated", "generation", step, "hamming", v))
-    for step, v in enumerate(m["generation"].get("position_error_per_step", []), 1):
-        if v is not None:
-            out.append((env, model, "generated", "generation", step, "position_error", v))
+                yield (d, model, r["method"], r["protocol"], r["level"], metric), r[metric]
+    gen = m["generation"]
+    for metric, key in (("hamming", "hamming_per_step"),
+                        ("position_error", "position_error_per_step")):
+        for step, v in enumerate(gen.get(key) or [], 1):
+            if v is not None:
+                yield (d, model, "generated", "generation", step, metric), v
     for k, v in (m.get("elbo") or {}).items():
-        out.append((env, model, "", "", "", f"test_{k}", v))
+        if v is not None:
+            yield (d, model, "", "", None, f"test_{k}"), v
     for k in ("reconstruction_hamming", "probe_r2"):
         if m.get(k) is not None:
-            out.append((env, model, "", "", "", k, m[k]))
-    return out
+            yield (d, model, "", "", None, k), m[k]
 
 
-def walls_rows(m: dict) -> list[tuple]:
-    """The trivial walls-only predictor (the same for every model of an env and mask seed)."""
-    env = m["env"]
-    out = [(env, "walls", "walls", r["protocol"], r["level"], "hamming", r["hamming"])
-           for r in m["walls_predictor"]]
-    for step, v in enumerate(m["generation"].get("walls_hamming_per_step", []), 1):
-        out.append((env, "walls", "walls", "generation", step, "hamming", v))
-    return out
+def _trivial_rows(m: dict):
+    d, name = m["dataset"], m["trivial"]
+    for r in m["trivial_predictor"]:
+        if r.get("hamming") is not None:
+            yield (d, name, name, r["protocol"], r["level"], "hamming"), r["hamming"]
+    gen = m["generation"]
+    per_step = gen.get("trivial_hamming_per_step", gen.get("walls_hamming_per_step")) or []
+    for step, v in enumerate(per_step, 1):
+        if v is not None:
+            yield (d, name, name, "generation", step, "hamming"), v
 
 
-def aggregate(metrics: list[dict]) -> list[dict]:
+def sort_key(row: dict) -> tuple:
+    return (row["env"], row["model"], row["method"], row["protocol"],
+            references.level_key(row["level"]), row["metric"])
+
+
+def tidy(metrics: list[dict]) -> list[dict]:
+    """One row per (data set, model, method, protocol, level, metric): mean, std (ddof 1), n."""
     values: dict[tuple, list[float]] = defaultdict(list)
-    walls_seen = set()
+    trivial_seen = set()
     for m in metrics:
-        for *key, v in rows_of(m):
-            values[tuple(key)].append(v)
-        walls_key = (m["env"], m["seed"], m.get("mask_fingerprint"))
-        if walls_key not in walls_seen:
-            walls_seen.add(walls_key)
-            for *key, v in walls_rows(m):
-                values[tuple(key)].append(v)
+        for key, v in _run_rows(m):
+            values[key].append(v)
+        scene = (m["dataset"], m.get("data_fingerprint"), m.get("mask_fingerprint"))
+        if scene not in trivial_seen:  # deterministic: the same for every model and seed
+            trivial_seen.add(scene)
+            for key, v in _trivial_rows(m):
+                values[key].append(v)
     table = []
-    for key in sorted(values, key=lambda k: tuple(str(x) for x in k)):
-        v = np.asarray(values[key], dtype=np.float64)
+    for key, vs in values.items():
+        v = np.asarray(vs, dtype=np.float64)
         std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
         table.append(dict(zip(COLUMNS, (*key, float(v.mean()), std, len(v)))))
-    return table
+    return sorted(table, key=sort_key)
 
 
-def write_csv(table: list[dict], path: Path) -> None:
+def _level_text(level) -> str:
+    return "" if level is None else str(level)
+
+
+def table_csv(table: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in table:
-        w.writerow({**row, "mean": f"{row['mean']:.6g}", "std": f"{row['std']:.3g}"})
-    runinfo.atomic_write_text(path, buf.getvalue())
+        w.writerow({**row, "level": _level_text(row["level"]), "mean": f"{row['mean']:.6g}",
+                    "std": f"{row['std']:.3g}"})
+    return buf.getvalue()
 
 
-def _fmt(mean: float, std: float, n: int) -> str:
-    return f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
+# ---- sections ---------------------------------------------------------------------------------
 
 
-def markdown(table: list[dict], metrics: list[dict], problems: list[str], commands: list[str],
-             notes: str = "", videos: dict | None = None) -> str:
-    by = {(r["env"], r["model"], r["method"], r["protocol"], str(r["level"]), r["metric"]): r
-          for r in table}
-    lines = ["# kvae-bench results", "",
-             "Fraction of incorrect pixels over the unobserved frames (Hamming, lower is better),",
-             "mean ± std over seeds; `paper` columns are read off Figure 3 of Fraccaro et al.",
-             "(2017); `walls` is the trivial predictor that draws the empty box.", ""]
-    if notes.strip():
-        lines += [notes.strip(), ""]
-    envs = sorted({r["env"] for r in table})
-    for env in envs:
-        series = sorted({(r["model"], r["method"]) for r in table
-                         if r["env"] == env and r["metric"] == "hamming"
-                         and r["protocol"] in ("random", "planning") and r["model"] != "walls"})
-        series.append(("walls", "walls"))
-        for protocol, name in (("random", "random p"), ("planning", "planning k")):
-            levels = sorted({r["level"] for r in table if r["env"] == env
-                             and r["protocol"] == protocol}, key=float)
-            if not levels:
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Section:
+    """A part of the page: blocks in order, each ("text", str), ("table", Table),
+    ("image", alt, src), ("list", [str]) or ("markdown", str: hand-written Markdown)."""
+
+    title: str
+    id: str
+    blocks: list[tuple] = field(default_factory=list)
+
+
+def _fmt(row: dict | None) -> str:
+    if row is None:
+        return ""
+    return f"{row['mean']:.4f}" + (f" ± {row['std']:.4f}" if row["n"] > 1 else "")
+
+
+class Index:
+    """Lookups into the tidy table and the references for one report."""
+
+    def __init__(self, table: list[dict], refs: list[dict]):
+        self.rows = {(r["env"], r["model"], r["method"], r["protocol"],
+                      references.level_key(r["level"]), r["metric"]): r for r in table}
+        self.refs = {(r["env"], r["model"], r["method"], r["protocol"],
+                      references.level_key(r["level"]), r["metric"]): r for r in refs}
+
+    def get(self, d, model, method, protocol, level, metric):
+        return self.rows.get((d, model, method, protocol, references.level_key(level), metric))
+
+    def ref(self, d, model, method, protocol, level, metric):
+        return self.refs.get((d, model, method, protocol, references.level_key(level), metric))
+
+    def has_ref(self, d, model, method, protocol, metric) -> bool:
+        return any(k[:4] == (d, model, method, protocol) and k[5] == metric for k in self.refs)
+
+
+def _series(table, d, metric, protocols, trivial: str | None) -> list[tuple[str, str]]:
+    """(model, method) pairs with rows for data set d, models before the trivial predictor."""
+    found = sorted({(r["model"], r["method"]) for r in table if r["env"] == d
+                    and r["metric"] == metric and r["protocol"] in protocols})
+    return [s for s in found if s[0] != trivial] + [s for s in found if s[0] == trivial]
+
+
+def level_table(table, index: Index, d: str, protocol: str, metric: str, first: str,
+                trivial: str | None, with_refs: bool = True) -> Table | None:
+    """Rows = levels of `protocol`, columns = every (model, method) with its reference beside
+    it where one exists."""
+    series = _series(table, d, metric, (protocol,), trivial)
+    levels = sorted({r["level"] for r in table if r["env"] == d and r["protocol"] == protocol
+                     and r["metric"] == metric}, key=references.level_key)
+    if not series or not levels:
+        return None
+    header, cols = [first], []
+    for model, method in series:
+        header.append(model if model == trivial else f"{model} {method}")
+        cols.append((model, method, False))
+        if with_refs and index.has_ref(d, model, method, protocol, metric):
+            source = next(r["source"] for k, r in index.refs.items()
+                          if k[:4] == (d, model, method, protocol))
+            header.append(f"{model} {method} ({source.split(',')[0]})")
+            cols.append((model, method, True))
+    rows = []
+    for lvl in levels:
+        cells = [_level_text(lvl)]
+        for model, method, is_ref in cols:
+            if is_ref:
+                ref = index.ref(d, model, method, protocol, lvl, metric)
+                cells.append(f"{ref['value']:.4f}" if ref else "")
+            else:
+                cells.append(_fmt(index.get(d, model, method, protocol, lvl, metric)))
+        rows.append(cells)
+    return Table(header, rows)
+
+
+def _claim_blocks(checks: list[dict]) -> list[tuple]:
+    if not checks:
+        return []
+    blocks = [("text", "Published claims checked level by level on this table (mean over "
+                       "seeds; `counted` marks the levels each claim names; the claims and "
+                       "their levels are data in kvae_bench/references/claims.toml).")]
+    items = [f"{c['title']} ({c['source']}): {c['passed']} of {c['counted']} counted levels"
+             for c in checks]
+    blocks.append(("list", items))
+    keys = sorted({(lv["protocol"], lv["level"]) for c in checks for lv in c["levels"]},
+                  key=lambda k: (k[0] != "random", k[1]))
+    header = ["protocol", "level"] + [c["title"] for c in checks]
+    rows = []
+    for protocol, lvl in keys:
+        cells = [protocol, _level_text(lvl)]
+        for c in checks:
+            lv = next((x for x in c["levels"] if (x["protocol"], x["level"]) == (protocol, lvl)),
+                      None)
+            if lv is None or lv["value"] is None:
+                cells.append("")
                 continue
-            heads = []
-            for model, method in series:
-                heads.append(f"{model} {method}" if model != "walls" else "walls")
-                if paper_value(env, model, method, protocol, levels[0]) is not None or \
-                        any(paper_value(env, model, method, protocol, lvl) for lvl in levels):
-                    heads.append(f"paper {model} {method}")
-            lines += [f"## {env}: imputation, {protocol}", "",
-                      f"| {name} | " + " | ".join(heads) + " |",
-                      "|---" * (len(heads) + 1) + "|"]
-            for lvl in levels:
-                cells = []
-                for model, method in series:
-                    r = by.get((env, model, method, protocol, str(lvl), "hamming"))
-                    cells.append(_fmt(r["mean"], r["std"], r["n"]) if r else "")
-                    if f"paper {model} {method}" in heads:
-                        pv = paper_value(env, model, method, protocol, lvl)
-                        cells.append(f"{pv:.4f}" if pv is not None else "")
-                lines.append(f"| {lvl} | " + " | ".join(cells) + " |")
-            lines.append("")
-        pos = [r for r in table if r["env"] == env and r["metric"] == "position_error"
-               and r["protocol"] == "planning"]
-        if pos:
-            lines += [f"## {env}: ball position error of imputed frames, planning (median px)",
-                      ""]
-            series_p = sorted({(r["model"], r["method"]) for r in pos})
-            lines.append("| k | " + " | ".join(f"{a} {b}" for a, b in series_p) + " |")
-            lines.append("|---" * (len(series_p) + 1) + "|")
-            for lvl in sorted({r["level"] for r in pos}, key=float):
-                cells = [by.get((env, a, b, "planning", str(lvl), "position_error")) for a, b in
-                         series_p]
-                lines.append(f"| {lvl} | " + " | ".join(
-                    _fmt(c["mean"], c["std"], c["n"]) if c else "" for c in cells) + " |")
-            lines.append("")
-        scalars = [r for r in table if r["env"] == env and r["protocol"] == ""]
-        if scalars:
-            lines += [f"## {env}: test ELBO per frame, reconstruction, latent probe", "",
-                      "| model | metric | value | n |", "|---|---|---|---|"]
-            for r in scalars:
-                lines.append(f"| {r['model']} | {r['metric']} | {_fmt(r['mean'], r['std'], r['n'])}"
-                             f" | {r['n']} |")
-            lines.append("")
-        lines += [f"![{env}](figures/{env}.png)", ""]
-        if env == "box":
-            lines += paper_check_lines(paper_checks(table))
-    if videos:
-        lines += ["## Videos", "",
-                  f"{EXAMPLES} test sequences per GIF, one per row, with the "
-                  f"{EXAMPLE_MASK[0]} mask k = {EXAMPLE_MASK[1]} (frames {T_INIT + 1}-"
-                  f"{T_INIT + EXAMPLE_MASK[1]} missing); 'generated' is given the first "
-                  f"{T_INIT} frames only. Columns, left to right:", ""]
-        for (env, model), (name, seed, columns) in sorted(videos.items()):
-            lines.append(f"- [videos/{name}](videos/{name}) ({model}, {env}, seed {seed}): "
-                         + ", ".join(columns))
-        lines.append("")
-    lines += ["## Runs", "",
-              "Training minutes are the sum of the epochs' times in log.jsonl (a run resumed "
-              "on another machine lists each part).", "",
-              "| run | model | env | seed | epochs | trained on (minutes) | evaluated on "
-              "(minutes) | code |", "|---|---|---|---|---|---|---|---|"]
-    for m in metrics:
+            verdict = {None: "", True: "yes", False: "no"}[lv["ok"]]
+            value = f"{lv['value']:.4f}" if c["kind"] == "below" else f"{lv['value']:.2f}"
+            cells.append(f"{value} {verdict}" + ("" if lv["counted"] else " (not counted)"))
+        rows.append(cells)
+    blocks.append(("table", Table(header, rows, "value: ratio (or our mean for 'below'); "
+                                                "yes/no: the claim holds at that level")))
+    return blocks
+
+
+def dataset_sections(d: str, table: list[dict], index: Index, metrics: list[dict],
+                     checks: list[dict], videos: list[dict], figure: str | None) -> Section:
+    runs = [m for m in metrics if m["dataset"] == d]
+    trivial = runs[0]["trivial"] if runs else None
+    sec = Section(f"{d}", f"dataset-{d}")
+    models = sorted({m["model"] for m in runs})
+    seeds = sorted({m["seed"] for m in runs})
+    sec.blocks.append(("text", f"Data set `{d}`: {len(runs)} runs, models "
+                               f"{', '.join(models)}, seeds {', '.join(map(str, seeds))}. "
+                               f"`{trivial}` is the trivial predictor that draws the static "
+                               "scene of every frame."))
+    for metric, what in (("hamming", "Hamming distance over the unobserved frames (fraction "
+                                     "of wrong pixels, lower is better)"),
+                         ("position_error", "error of the tracked object's position read off "
+                                            "the imputed frames (median pixels over the "
+                                            "unobserved frames, lower is better)")):
+        for protocol, first, _ in IMPUTATION:
+            t = level_table(table, index, d, protocol, metric, first, trivial)
+            if t:
+                t.caption = f"Imputation, {protocol} missing frames: {what}."
+                sec.blocks.append(("table", t))
+    for metric, what in (("hamming", "Hamming distance per generated frame"),
+                         ("position_error", "position error per generated frame (median px)")):
+        t = level_table(table, index, d, "generation", metric, "step", trivial)
+        if t:
+            n_obs = runs[0]["generation"].get("n_observed", "") if runs else ""
+            t.caption = (f"Generation from the first {n_obs} frames against the simulator's "
+                         f"true continuation: {what}.")
+            sec.blocks.append(("table", t))
+    scalars = [r for r in table if r["env"] == d and r["protocol"] == ""]
+    if scalars:
+        sec.blocks.append(("table", Table(
+            ["model", "metric", "value", "n"],
+            [[r["model"], r["metric"], _fmt(r), str(r["n"])] for r in scalars],
+            "Test ELBO terms per frame (nats), reconstruction Hamming, and R² of a linear probe "
+            "from the codes to the true position.")))
+    if figure:
+        sec.blocks.append(("image", f"{d}: imputation and generation", figure))
+    sec.blocks += _claim_blocks([c for c in checks if c["env"] == d])
+    for v in videos:
+        sec.blocks.append(("image", f"{d} {v['model']} video", v["src"]))
+        sec.blocks.append(("text", f"{v['model']}, seed {v['seed']}: one test sequence per "
+                                   f"row; columns {', '.join(v['columns'])}. Mask "
+                                   f"{v['mask']}; 'generated' is given the first "
+                                   f"{v['n_observed']} frames only."))
+    sec.blocks.append(("table", _runs_table(runs)))
+    return sec
+
+
+def _runs_table(runs: list[dict]) -> Table:
+    rows = []
+    for m in sorted(runs, key=lambda m: (m["model"], m["seed"])):
         trained = " + ".join(f"{s['device']} {s['epochs']} ep ({s['seconds'] / 60:.1f})"
-                             for s in m.get("training") or [])
-        lines.append(f"| {m['run']} | {m['model']} | {m['env']} | {m['seed']} | {m['epoch']} | "
-                     f"{trained} | {m.get('device', '')} ({m.get('seconds', 0) / 60:.1f}) | "
-                     f"{(m.get('code_version') or '')[:12]} |")
-    lines.append("")
-    if problems:
-        lines += ["## Skipped", ""] + [f"- {p}" for p in problems] + [""]
-    lines += ["## Regenerate", "", "```bash", *commands, "```", ""]
-    return "\n".join(lines)
+                             for s in m["training"])
+        rows.append([Path(m["run_dir"]).name, m["model"], str(m["seed"]), str(m["epoch"]),
+                     trained, f"{m.get('device', '')} ({(m.get('seconds') or 0) / 60:.1f})",
+                     (m.get("code_version") or "")[:12],
+                     (m.get("data_fingerprint") or "")[:12]])
+    return Table(["run", "model", "seed", "epochs", "trained on (minutes)",
+                  "evaluated on (minutes)", "code", "data"], rows,
+                 "Runs: training minutes are the sum of the epochs' times in log.jsonl (a run "
+                 "resumed on another machine lists each part).")
 
 
-def figure(table: list[dict], env: str, path: Path) -> None:
-    """The paper's Figure 3 for one env: imputation Hamming vs level, random and planning."""
+# ---- figures and videos -----------------------------------------------------------------------
+
+
+def figure(table: list[dict], index: Index, d: str, trivial: str | None, path: Path) -> None:
+    """Imputation Hamming vs level (random, planning; references dashed) and generation
+    Hamming per step, for one data set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, protocol, xlabel in ((axes[0], "random", "drop probability p"),
-                                 (axes[1], "planning", "frames dropped k")):
-        rows = [r for r in table if r["env"] == env and r["protocol"] == protocol
-                and r["metric"] == "hamming"]
-        series = sorted({(r["model"], r["method"]) for r in rows})
-        for i, (model, method) in enumerate(series):
-            pts = sorted((float(r["level"]), r["mean"], r["std"]) for r in rows
-                         if (r["model"], r["method"]) == (model, method))
+    panels = [*((p, x) for p, _, x in IMPUTATION), ("generation", "generated step")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, (protocol, xlabel) in zip(axes, panels):
+        for i, (model, method) in enumerate(_series(table, d, "hamming", (protocol,), trivial)):
+            pts = sorted((references.level_key(r["level"]), r["mean"], r["std"]) for r in table
+                         if (r["env"], r["model"], r["method"], r["protocol"], r["metric"])
+                         == (d, model, method, protocol, "hamming"))
             xs, ys, es = zip(*pts)
-            color = "grey" if model == "walls" else f"C{i}"
-            style = ":" if model == "walls" else "-"
-            label = "walls only" if model == "walls" else f"{model} {method}"
-            ax.errorbar(xs, ys, yerr=es, color=color, linestyle=style, marker="o", ms=3,
-                        label=label, capsize=2)
-            key = f"{model}/{method}"
-            if env == "box" and key in PAPER_BOX:
-                ax.plot(PAPER_LEVELS[protocol], PAPER_BOX[key][protocol], color=color,
-                        linestyle="--", alpha=0.7, label=f"paper {model} {method}")
+            is_trivial = model == trivial
+            color = "grey" if is_trivial else f"C{i}"
+            ax.errorbar(xs, ys, yerr=es, color=color, linestyle=":" if is_trivial else "-",
+                        marker="o", ms=3, capsize=2,
+                        label=model if is_trivial else f"{model} {method}")
+            refs = sorted((k[4], r["value"]) for k, r in index.refs.items()
+                          if k[:4] == (d, model, method, protocol) and k[5] == "hamming")
+            if refs:
+                ax.plot(*zip(*refs), color=color, linestyle="--", alpha=0.7,
+                        label=f"{model} {method}, reference")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("Hamming distance (unobserved frames)")
-        ax.set_title(f"{env}: {protocol} missing frames")
+        ax.set_ylabel("Hamming distance")
+        ax.set_title(f"{d}: {protocol}")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    with runinfo.atomic_path(path, suffix=".tmp.png") as tmp:  # the suffix names the format
-        fig.savefig(tmp, dpi=120)
+    with runinfo.atomic_path(path, suffix=".png") as tmp:  # the suffix names the format
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
-def strip(run: Path, path: Path) -> list[str] | None:
-    """GIF of a run's examples.npz: per sequence the rows true / observed / each method /
-    generated (the first frames observed, then the model's own). Returns the column names,
-    or None when the run has no examples."""
+def video(m: dict, path: Path) -> dict | None:
+    """GIF of a run's example arrays: per sequence the columns true / observed / each method /
+    generated. None when the run has no examples."""
     from kvae_bench.viz import video_grid, write_gif
 
-    try:
-        with np.load(run / "examples.npz") as z:
-            ex = {k: z[k] for k in z.files}
-    except (OSError, ValueError):
+    ex = rundir.read_examples(m["run_dir"])
+    if not ex or not {"true", "generated"} <= set(ex):
         return None
-    true = ex.pop("true")
+    true, generated = ex.pop("true"), ex.pop("generated")
     mask = ex.pop("mask", np.ones(true.shape[:2]))
-    generated = ex.pop("generated")
     n_obs = true.shape[1] - generated.shape[1]
+    methods = sorted(ex)
     rows = []
     for i in range(len(true)):
         observed = true[i] * (mask[i][:, None, None] > 0.5)
-        gen = np.concatenate([true[i, :n_obs], generated[i]])
-        rows += [true[i], observed, *(ex[k][i] for k in sorted(ex)), gen]
-    videos = (np.stack(rows) > 0).astype(np.uint8) * 255
-    write_gif(path, video_grid(videos, cols=3 + len(ex), scale=3), fps=4)
-    return ["true", "observed", *sorted(ex), "generated"]
+        rows += [true[i], observed, *(ex[k][i] for k in methods),
+                 np.concatenate([true[i, :n_obs], generated[i]])]
+    frames = (np.stack(rows) > 0).astype(np.uint8) * 255
+    write_gif(path, video_grid(frames, cols=3 + len(methods), scale=3), fps=4)
+    mask_name = m.get("examples", {}).get("mask")
+    return {"model": m["model"], "seed": m["seed"], "n_observed": n_obs,
+            "columns": ["true", "observed", *methods, "generated"],
+            "mask": " ".join(map(str, mask_name)) if mask_name else "as shown in 'observed'"}
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def _templates():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("kvae_bench", "templates"),
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(page: dict) -> str:
+    env = _templates()
+    env.filters["cell"] = _md_cell
+    return env.get_template("report.md.j2").render(**page)
+
+
+def render_html(page: dict) -> str:
+    import markdown
+
+    env = _templates()
+    env.autoescape = True
+    env.filters["markdown"] = lambda text: __import__("markupsafe").Markup(
+        markdown.markdown(text, extensions=["tables", "fenced_code"]))
+    return env.get_template("report.html.j2").render(**page)
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def check_out_dir(out_dir: Path) -> dict | None:
+    """The output folder must be the report's own: absent, empty, or a previous report's
+    (summary.json). Returns the previous summary, if any."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file: choose a folder for the report")
+    previous = rundir.read_summary(out_dir) if out_dir.is_dir() else None
+    if previous is None and out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name != NOTES_FILE)
+        if foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise UserError(f"--out {out_dir} holds files a report did not write ({shown}): "
+                            "choose a new or empty folder, or a previous report's folder")
+    return previous
+
+
+def _run_id(r: dict) -> tuple:
+    return (r.get("dataset") or r.get("env"), r.get("model"), r.get("seed"))
 
 
 def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathLike = "results",
-           commands: list[str] | None = None) -> tuple[Path, list[str]]:
-    """Aggregate every run under runs_dir into out_dir; returns (out_dir, problems)."""
+           commands: list[str] | None = None, force: bool = False) -> tuple[Path, list[str]]:
+    """Aggregate every run under runs_dir into out_dir; returns (out_dir, problems).
+
+    Refuses (UserError, nothing written) when runs_dir has no readable run, when out_dir holds
+    files that are not a report's, or when out_dir's previous report covered runs that this
+    one would drop (unless force)."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    metrics, problems = load_metrics(runs_dir)
-    table = aggregate(metrics)
-    write_csv(table, out_dir / "table.csv")
-    runinfo.atomic_write_json(out_dir / "summary.json", {
-        "columns": list(COLUMNS), "rows": table, "created_utc": runinfo.utc_now(),
-        "code_version": runinfo.git_commit(), "problems": problems,
-        "paper_checks": paper_checks(table),
-        "runs": [{k: m.get(k) for k in ("run", "model", "env", "seed", "epoch", "code_version",
-                                        "data_fingerprint", "mask_fingerprint", "device",
-                                        "seconds")} for m in metrics]})
-    for env in sorted({m["env"] for m in metrics}):
-        figure(table, env, out_dir / "figures" / f"{env}.png")
-    videos = {}
-    for m in sorted(metrics, key=lambda m: m["seed"]):
-        key = (m["env"], m["model"])
-        if key in videos:
-            continue
-        name = f"{m['env']}-{m['model']}.gif"
-        columns = strip(Path(m["run"]), out_dir / "videos" / name)
-        if columns:
-            videos[key] = (name, m["seed"], columns)
-    commands = commands or ["kvae-bench report"]
-    notes_path = out_dir / NOTES_FILE
-    notes = notes_path.read_text() if notes_path.exists() else ""
-    runinfo.atomic_write_text(out_dir / "README.md",
-                              markdown(table, metrics, problems, commands, notes, videos))
+    if not runs_dir.is_dir():
+        raise UserError(f"{runs_dir} not found: train and evaluate runs first")
+    previous = check_out_dir(out_dir)
+    metrics, problems = load_runs(runs_dir)
+    if not metrics:
+        detail = f" ({len(problems)} unreadable or not evaluated: {problems[0]})" \
+            if problems else ""
+        raise UserError(f"no readable run under {runs_dir}{detail}; nothing written")
+    if previous and not force:
+        now = {_run_id({**m, "dataset": m["dataset"]}) for m in metrics}
+        lost = sorted({_run_id(r) for r in previous.get("runs", [])} - now, key=str)
+        if lost:
+            shown = ", ".join(f"{d}/{m}/s{s}" for d, m, s in lost[:5])
+            raise UserError(f"{out_dir} reports {len(lost)} run(s) that {runs_dir} does not "
+                            f"hold readable ({shown}{', ...' if len(lost) > 5 else ''}): pass "
+                            "--force to replace it with fewer runs, or point --runs at them")
+    write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
     return out_dir, problems
+
+
+def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems: list[str],
+                 commands: list[str]) -> None:
+    """Write the tidy table and its page (figures, videos, README.md, index.html,
+    summary.json) into out_dir; metrics give each data set's runs, trivial predictor and
+    videos."""
+    refs = references.load_references()
+    index = Index(table, refs)
+    ours = {(r["env"], f"{r['model']}/{r['method']}", r["protocol"],
+             references.level_key(r["level"]), r["metric"]): r["mean"] for r in table}
+    ref_means = {(r["env"], f"{r['model']}/{r['method']}", r["protocol"],
+                  references.level_key(r["level"]), r["metric"]): r["value"] for r in refs}
+    checks = references.check_claims(references.load_claims(), ours, ref_means)
+
+    sections = []
+    for d in sorted({m["dataset"] for m in metrics}):
+        runs = [m for m in metrics if m["dataset"] == d]
+        trivial = runs[0]["trivial"]
+        fig = f"figures/{d}.png"
+        figure(table, index, d, trivial, out_dir / fig)
+        videos = []
+        for model in sorted({m["model"] for m in runs}):
+            first = min((m for m in runs if m["model"] == model), key=lambda m: m["seed"])
+            src = f"videos/{d}-{model}.gif"
+            v = video(first, out_dir / src)
+            if v:
+                videos.append({**v, "src": src})
+        sections.append(dataset_sections(d, table, index, metrics, checks, videos, fig))
+    notes_path = out_dir / NOTES_FILE
+    notes = notes_path.read_text() if notes_path.is_file() else ""
+    page = {"title": "kvae-bench results", "created": runinfo.utc_now(),
+            "code_version": runinfo.git_commit(), "notes": notes.strip(),
+            "datasets": [s.title for s in sections], "sections": sections,
+            "problems": problems, "commands": commands}
+    runinfo.atomic_write_text(out_dir / "table.csv", table_csv(table))
+    rundir.write_summary(out_dir, {
+        "columns": list(COLUMNS), "rows": table, "created_utc": page["created"],
+        "code_version": page["code_version"], "problems": problems,
+        "claims": [{k: c[k] for k in ("env", "title", "kind", "series", "levels", "passed",
+                                      "counted")} for c in checks],
+        "runs": [{k: m.get(k) for k in ("run", "model", "dataset", "env", "seed", "epoch",
+                                        "code_version", "data_fingerprint", "mask_fingerprint",
+                                        "device", "seconds", "training")} for m in metrics]})
+    runinfo.atomic_write_text(out_dir / "README.md", render_markdown(page))
+    runinfo.atomic_write_text(out_dir / "index.html", render_html(page))

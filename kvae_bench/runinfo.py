@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import json
 import os
 import subprocess
@@ -43,20 +44,88 @@ def _finite(obj):
     return obj
 
 
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty file beside `path` for a writer to fill, named for its owner:
+    `.NAME.partial-PID-XXXX<suffix>`. Partial files of writers that died (kill -9) are
+    removed here, so they never pile up beside their target."""
+    path = Path(path)
+    remove_dead_partials(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.partial-{os.getpid()}-", suffix=suffix,
+                               dir=path.parent)
+    _PARTIALS.add(tmp)
+    os.close(fd)
+    return Path(tmp)
+
+
+_PARTIALS: set[str] = set()  # this process's partial files not yet published or discarded
+
+
+def discard_partial(tmp: str | os.PathLike) -> None:
+    """Remove a partial file that will not be published."""
+    Path(tmp).unlink(missing_ok=True)
+    _PARTIALS.discard(str(tmp))
+
+
+def remove_own_partials() -> None:
+    """Remove every partial file of this process: called when a signal stops the command,
+    before unwinding (an exception raised by a signal handler can be swallowed where Python
+    cannot raise it, e.g. in a finaliser; the files must go regardless)."""
+    for tmp in list(_PARTIALS):
+        discard_partial(tmp)
+
+
+def remove_dead_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete `.NAME.partial-PID-*` files beside path whose process no longer runs."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.partial-*"):
+        pid = tmp.name[len(path.name) + len(".partial-") + 1:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, overwrite: bool = True) -> None:
+    """Move a finished temporary file to `path` (made readable, 0644). Without overwrite the
+    move fails with FileExistsError if `path` appeared meanwhile (os.link is atomic), so two
+    writers racing for one new file cannot both succeed."""
+    os.chmod(tmp, 0o644)
+    if overwrite:
+        os.replace(tmp, path)
+        _PARTIALS.discard(str(tmp))
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} appeared while this command wrote it (another "
+                              "process?): left as it is; pass --overwrite to replace it") from None
+    discard_partial(tmp)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
-    """Yield a temporary path beside `path` to write to; on success it replaces `path` (made
-    readable, 0644), on any error it is removed: never a half-written file at `path`."""
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", overwrite: bool = True):
+    """Yield a temporary path beside `path` to write to (see temp_beside); on success it
+    replaces `path` (see publish), on any error it is removed: never a half-written file at
+    `path`. The suffix may name the format for writers that need it (".npz", ".png")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path, suffix)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        yield tmp
+        publish(tmp, path, overwrite)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        discard_partial(tmp)
         raise
 
 

@@ -1,21 +1,22 @@
 """One training loop for every model: seeded, resumable, checkpointed every epoch.
 
-A run directory holds
-    config.json   the resolved model and training config, data file and fingerprint, seed,
-                  code version, library versions (written once)
-    ckpt.pt       model, optimiser, epoch, step and RNG state after the last finished epoch
-                  (plain types: torch.load(weights_only=True) reads it); written atomically
-    log.jsonl     one line per finished epoch: train and test ELBO and its terms, lr, time
+The run folder (config.json, log.jsonl, ckpt.pt) is kvae_bench.rundir's: see there.
 
 Every random choice flows from the seed: the model's initialisation from torch.manual_seed(seed),
 and epoch e's shuffling and noise from generators seeded by (seed, e). So a run killed at any
-point and resumed from its checkpoint ends with the same weights as one that ran straight through.
+point and resumed from its checkpoint ends with the same weights as one that ran straight through
+(the checkpoint needs no RNG state).
+
+`--resume` takes the options saved in config.json; options given again replace them (training
+options only: the model, its architecture, the seed and the data stay) and are listed in the
+config's `changes`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
+import math
 import os
 import sys
 import time
@@ -25,10 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from kvae_bench import runinfo
-from kvae_bench.data import VideoSplit, fingerprint
+from kvae_bench import masks, rundir, runinfo
+from kvae_bench.data import VideoSplit, fingerprint, locate_data
 from kvae_bench.errors import UserError
 from kvae_bench.models import MODELS, build, model_config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,25 @@ class TrainConfig:
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
 
     def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or self.lr_decay_every < 1:
-            raise ValueError("need lr > 0, 0 < lr_decay <= 1, lr_decay_every >= 1")
+        """Raise ValueError naming the first option out of its range."""
+        for name in ("epochs", "batch_size", "lr_decay_every", "t_init"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "only_vae_epochs", "kf_update_steps", "train_limit",
+                     "eval_limit", "max_bad_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = {'all' if 'limit' in name else 'none'}"
+                                 f"), got {getattr(self, name)}")
+        for name in ("lr", "grad_clip"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.train_miss_prob < 1:
-            raise ValueError("train_miss_prob must be in [0, 1)")
+            raise ValueError(f"train_miss_prob must be in [0, 1), got {self.train_miss_prob}")
         if self.conv_precision not in ("bf16", "float32"):
-            raise ValueError("conv_precision must be bf16 or float32")
+            raise ValueError(f"conv_precision must be bf16 or float32, got "
+                             f"{self.conv_precision!r}")
 
 
 class TrainingDiverged(UserError):
@@ -85,20 +99,24 @@ def split_options(values: dict, model: str) -> tuple[dict, dict]:
 
 
 def _coerce(key, value, field):
+    """value (a command-line string or a TOML value) as the type of the field's default;
+    numbers must be finite."""
     kind = type(field.default)
-    if isinstance(value, str):
+    if isinstance(value, str) and kind is not str:
         try:
             if kind is bool:
                 if value.lower() not in ("true", "false", "1", "0"):
                     raise ValueError
                 return value.lower() in ("true", "1")
-            return kind(value)
+            value = kind(value)
         except ValueError:
             raise UserError(f"option {key}={value!r}: expected {kind.__name__}") from None
-    if kind is float and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, kind):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise UserError(f"option {key}={value!r}: expected {kind.__name__}")
+    if kind is float and not math.isfinite(value):
+        raise UserError(f"option {key}={value!r}: expected a finite number")
     return value
 
 
@@ -118,52 +136,6 @@ def random_mask(B: int, T: int, p: float, t_init: int, generator: torch.Generato
     mask = (torch.rand(B, T, generator=generator) >= p).float()
     mask[:, :t_init] = 1.0
     return mask.to(device)
-
-
-def _to_cpu(obj):
-    """Tensors anywhere inside obj moved to the CPU: checkpoints load on any machine."""
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    with runinfo.atomic_path(path) as tmp:
-        torch.save(_to_cpu(obj), tmp)
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def training_history(run_dir: str | os.PathLike) -> list[dict]:
-    """Where a run's epochs ran: [{"device", "epochs", "seconds"}] in order, from log.jsonl.
-
-    A run may be resumed on another machine; rows written before the log recorded the
-    device ran on the device in config.json.
-    """
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    default = json.loads(config_path.read_text()).get("device", "") if config_path.exists() \
-        else ""
-    spans: list[dict] = []
-    for row in _read_log(run_dir / "log.jsonl"):
-        dev = row.get("device", default)
-        if not spans or spans[-1]["device"] != dev:
-            spans.append({"device": dev, "epochs": 0, "seconds": 0.0})
-        spans[-1]["epochs"] += 1
-        spans[-1]["seconds"] = round(spans[-1]["seconds"] + row.get("seconds", 0.0), 2)
-    return spans
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    runinfo.atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
@@ -186,42 +158,66 @@ def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
     return {k: v / count for k, v in totals.items()}
 
 
-def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathLike,
-          options: dict | None = None, seed: int = 0, device: str = "auto",
-          resume: bool = False, progress: bool = True) -> Path:
-    """Train `model_name` on `data_path` into run_dir (created, or continued with resume)."""
+def train(run_dir: str | os.PathLike, model_name: str | None = None,
+          data_path: str | os.PathLike | None = None, options: dict | None = None,
+          seed: int | None = None, device: str = "auto", resume: bool = False,
+          progress: bool = True) -> Path:
+    """Train `model_name` (default kvae) on `data_path` (default data/box.h5) into run_dir.
+
+    With resume, continue run_dir: the saved model, data, seed and options, with `options`
+    replacing saved training options (see the module doc). Everything the run needs (options,
+    data, the model fitting the frames, a writable folder) is checked before the folder is made.
+    """
     run_dir = Path(run_dir)
-    model_opts, train_opts = split_options(options or {}, model_name)
+    changes = {}
+    if resume:
+        saved = rundir.read_config(run_dir)
+        model_name, data_path, seed, merged, changes = _resume_options(
+            saved, model_name, data_path, options or {}, seed)
+        model_opts, train_opts = saved["model_config"], merged
+    else:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"{run_dir} is a file, not a folder: choose another --out")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
+                            "run there, or choose another --out")
+        model_name, data_path = model_name or "kvae", Path(data_path or "data/box.h5")
+        seed = 0 if seed is None else seed
+        model_opts, train_opts = split_options(options or {}, model_name)
+    if seed < 0:
+        raise UserError(f"seed must be >= 0, got {seed}")
     try:
         mcfg = model_config(model_name, model_opts)
         tcfg = TrainConfig(**train_opts)
         tcfg.validate()
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None
     device = runinfo.choose_device(device)
     train_data = VideoSplit(data_path, "train", limit=tcfg.train_limit or None)
     test_data = VideoSplit(data_path, "test", limit=tcfg.eval_limit or None)
-    config = {
-        "model": model_name, "model_config": dataclasses.asdict(mcfg),
-        "train_config": dataclasses.asdict(tcfg), "data": str(data_path),
-        "data_fingerprint": fingerprint(data_path), "seed": seed,
-    }
-    ckpt_path, log_path, config_path = (run_dir / "ckpt.pt", run_dir / "log.jsonl",
-                                        run_dir / "config.json")
+    _check_fits(model_name, mcfg, tcfg, train_data)
     if resume:
-        if not config_path.exists():
-            raise UserError(f"{run_dir} has no config.json: nothing to resume; drop --resume")
-        saved = json.loads(config_path.read_text())
-        _check_same_run(saved, config)
-        if saved["train_config"]["epochs"] != tcfg.epochs:
-            saved["train_config"]["epochs"] = tcfg.epochs  # extending a run is allowed
-            runinfo.atomic_write_json(config_path, saved)
+        rundir.check_writable(run_dir)
+        if changes:
+            log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+            saved["train_config"] = dataclasses.asdict(tcfg)
+            saved.setdefault("changes", []).append({
+                "at_epoch": rundir.checkpoint_epoch(run_dir), "utc": runinfo.utc_now(),
+                "changed": {k: new for k, (_, new) in changes.items()}})
+            rundir.write_config(run_dir, saved)
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists: pass --resume to continue it, or choose --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runinfo.atomic_write_json(config_path, {
-            **config, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.check_writable(run_dir)
+        except OSError as e:
+            raise UserError(f"cannot create {run_dir} ({e.strerror or e}): choose another "
+                            "--out") from None
+        rundir.write_config(run_dir, {
+            "model": model_name, "model_config": dataclasses.asdict(mcfg),
+            "train_config": dataclasses.asdict(tcfg), "data": str(Path(data_path).resolve()),
+            "data_name": Path(data_path).name, "data_fingerprint": fingerprint(data_path),
+            "seed": seed, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
             "device": device, "created_utc": runinfo.utc_now()})
 
     torch.manual_seed(seed)
@@ -230,13 +226,17 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
         model.conv_dtype = torch.bfloat16
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
     start_epoch, step = 0, 0
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+    if resume and rundir.has_checkpoint(run_dir):
+        ckpt = rundir.load_checkpoint(run_dir, device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError):
+            raise UserError(f"{run_dir}: the checkpoint does not fit the {model_name} model of "
+                            "this code version: start a new run with another --out") from None
         start_epoch, step = ckpt["epoch"], ckpt["step"]
-    log_rows = [r for r in _read_log(log_path) if r["epoch"] <= start_epoch]
-    _write_log(log_path, log_rows)
+    log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
+    rundir.write_log(run_dir, log_rows)
 
     groups = model.param_groups()
     steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
@@ -251,7 +251,7 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
         totals, count, skipped, bad_in_a_row = {}, 0, 0, 0
         bar = tqdm(train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True),
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
-                   disable=not progress, leave=False, file=sys.stderr)
+                   disable=None if progress else True, leave=False, file=sys.stderr)
         for x in bar:
             lr = learning_rate(tcfg, step, epoch)
             for g in optimizer.param_groups:
@@ -271,8 +271,8 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
                 skipped += 1
                 bad_in_a_row += 1
                 if bad_in_a_row > tcfg.max_bad_steps:
-                    last = (f"{ckpt_path} (epoch {_checkpoint_epoch(ckpt_path)})"
-                            if ckpt_path.exists() else "none (no epoch finished)")
+                    last = (f"{run_dir} (epoch {rundir.checkpoint_epoch(run_dir)})"
+                            if rundir.has_checkpoint(run_dir) else "none (no epoch finished)")
                     raise TrainingDiverged(
                         f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "
                         f"last good checkpoint: {last}")
@@ -292,10 +292,10 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
                **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
                "device": device}
         log_rows.append(row)
-        _write_log(log_path, log_rows)
-        _atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch + 1, "step": step,
-                            "rng": {"torch": torch.get_rng_state()}}, ckpt_path)
+        rundir.write_log(run_dir, log_rows)
+        rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(),
+                                         "epoch": epoch + 1, "step": step})
         if progress:
             elbo = (f"train elbo {train_logs['train_elbo']:.2f} test elbo "
                     f"{test_logs['test_elbo']:.2f} " if "test_elbo" in test_logs else "")
@@ -305,20 +305,45 @@ def train(run_dir: str | os.PathLike, model_name: str, data_path: str | os.PathL
     return run_dir
 
 
-def _checkpoint_epoch(ckpt_path: Path) -> int:
-    return torch.load(ckpt_path, map_location="cpu", weights_only=True)["epoch"]
+def _resume_options(saved: dict, model_name, data_path, options: dict, seed):
+    """(model, data, seed, train options, changes) of a resumed run: the saved ones, with the
+    given training options replacing saved ones. A different model, model option, seed or data
+    is an error: the checkpoint belongs to those."""
+    if model_name is not None and model_name != saved["model"]:
+        raise UserError(f"cannot resume a {saved['model']} run as {model_name}: drop --model "
+                        "or start a new run with another --out")
+    if seed is not None and seed != saved["seed"]:
+        raise UserError(f"cannot resume seed {saved['seed']} as seed {seed}: drop --seed or "
+                        "start a new run with another --out")
+    model_opts, train_opts = split_options(options, saved["model"])
+    other = {k: v for k, v in model_opts.items() if saved["model_config"].get(k) != v}
+    if other:
+        raise UserError(f"cannot resume with other model options ({', '.join(other)}): the "
+                        "checkpoint holds the saved model; start a new run with another --out")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    merged = {k: v for k, v in saved["train_config"].items() if k in known}
+    changes = {k: (merged.get(k), v) for k, v in train_opts.items() if merged.get(k) != v}
+    merged.update(train_opts)
+    return saved["model"], locate_data(saved, data_path), saved["seed"], merged, changes
 
 
-def _check_same_run(saved: dict, config: dict) -> None:
-    """A resumed run must have the same model, options, data and seed (epochs may grow)."""
-    diffs = []
-    for key in ("model", "data_fingerprint", "seed"):
-        if saved.get(key) != config[key]:
-            diffs.append(key)
-    for section in ("model_config", "train_config"):
-        for k, v in config[section].items():
-            if k != "epochs" and saved.get(section, {}).get(k) != v:
-                diffs.append(k)
-    if diffs:
-        raise UserError(f"cannot resume: {', '.join(diffs)} differ from the saved run; "
-                        "use the same options, or start a new run with another --out")
+def _check_fits(model_name: str, mcfg, tcfg: TrainConfig, data: VideoSplit) -> None:
+    """The data must be long enough for the protocol and the model must fit its frames: one
+    forward pass on one sequence, before any folder is made."""
+    T = data.frames.shape[1]
+    need = max(masks.T_INIT, tcfg.t_init) + 1
+    if T < need:
+        raise UserError(f"{T} frames per sequence are too few: the benchmark observes "
+                        f"{need - 1} and predicts the rest; generate data with --steps 20")
+    x = (data.frames[:1] > 127).float()
+    try:
+        model = build(model_name, mcfg, data.image_size)
+        with torch.no_grad():
+            out = model.impute(x, torch.ones(x.shape[:2]))
+        bad = [k for k, v in out.items() if tuple(v.shape) != tuple(x.shape)]
+    except (RuntimeError, ValueError) as e:
+        bad = [str(e).splitlines()[0][:80]]
+    if bad:
+        raise UserError(f"{model_name} does not fit frames of {data.image_size}x"
+                        f"{data.image_size} ({'; '.join(bad)}): generate data with --size 32 "
+                        "(the conv models need a multiple of 8)")

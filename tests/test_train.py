@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from kvae_bench.cli import main
 from kvae_bench.errors import UserError
-from kvae_bench.train import train, training_history
+from kvae_bench.rundir import training_history
+from kvae_bench.train import train
 
 TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16",
         "--no-evaluate"]
@@ -77,7 +78,7 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert config["train_config"]["batch_size"] == 16 and config["train_config"]["lr"] == 0.007
     assert len(config["data_fingerprint"]) == 64 and "torch" in config["versions"]
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
-    assert set(ckpt) >= {"model", "optimizer", "epoch", "step", "rng"}
+    assert set(ckpt) >= {"model", "optimizer", "epoch", "step", "schema_version"}
     row = json.loads((out / "log.jsonl").read_text())
     for key in ("train_elbo", "test_elbo", "test_log_px", "seconds", "lr"):
         assert key in row
@@ -89,10 +90,32 @@ def test_run_directory_contents(tiny_data, tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
                                   "--epochs", "1"])
     assert r.exit_code == 1 and "pass --resume" in r.output
-    # resuming with other options refuses and names them
+    # another model option cannot resume: the checkpoint holds the saved network
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--set", "dim_z=3"])
+    assert r.exit_code == 1 and "other model options (dim_z)" in r.output
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--seed", "4"])
+    assert r.exit_code == 1 and "cannot resume seed 3 as seed 4" in r.output
+
+
+def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path, caplog,
+                                                            monkeypatch):
+    """The README's example: `train --out RUN --epochs 2 --resume` with no other option
+    continues with the saved seed, data and options; a changed training option is named."""
+    out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
-                                  "--epochs", "2", "--resume", *TINY, "--set", "lr=0.001"])
-    assert r.exit_code == 1 and "cannot resume: " in r.output and "lr" in r.output
+                                  "--epochs", "1", "--seed", "3", *TINY, "--set", "elbo=sampled",
+                                  "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)  # the data is found by its saved absolute path
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--epochs", "2", "--resume",
+                                  "--device", "cpu", "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 3 and config["model_config"]["elbo"] == "sampled"
+    assert config["train_config"]["batch_size"] == 16 and config["train_config"]["epochs"] == 2
+    assert [c["changed"] for c in config["changes"]] == [{"epochs": 2}]
+    assert "changed: epochs 1 -> 2" in caplog.text
+    assert weights(out)["epoch"] == 2
 
 
 @pytest.mark.parametrize("args,message", [
@@ -185,13 +208,12 @@ def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path):
 
 
 def test_training_history_splits_a_run_resumed_on_another_device(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"device": "cuda"}))
     rows = [{"epoch": 1, "seconds": 10.0}, {"epoch": 2, "seconds": 11.5},  # before "device"
             {"epoch": 3, "seconds": 30.0, "device": "cpu"},
             {"epoch": 4, "seconds": 31.0, "device": "cpu"},
             {"epoch": 5, "seconds": 9.0, "device": "cuda"}]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert training_history(tmp_path) == [
+    assert training_history(tmp_path, default_device="cuda") == [
         {"device": "cuda", "epochs": 2, "seconds": 21.5},
         {"device": "cpu", "epochs": 2, "seconds": 61.0},
         {"device": "cuda", "epochs": 1, "seconds": 9.0}]

@@ -1,0 +1,264 @@
+"""The results layer on made-up run folders: any data set, any model, no code change; the page
+in a real browser; the report never destroys results; `report` needs no torch."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kvae_bench import references, rundir
+from kvae_bench.cli import main
+from kvae_bench.report import tidy
+
+RANDOM = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+PLANNING = (1, 3, 5, 7, 9, 11, 13, 15)
+STEPS = 16
+
+
+def fake_run(root: Path, dataset: str, model: str, seed: int, methods: tuple[str, ...],
+             scale: float, trivial: str = "walls", examples: bool = True) -> Path:
+    """A run folder as `train` + `evaluate` leave it, with made-up scores: method i at level
+    lvl scores scale * (1 + i) * (1 + lvl) / 100 + seed / 1e4."""
+    run = root / f"{model}-{dataset}-s{seed}"
+    run.mkdir(parents=True)
+    rundir.write_config(run, {"model": model, "model_config": {}, "train_config": {},
+                              "data": f"/data/{dataset}.h5", "data_fingerprint": "f" * 64,
+                              "seed": seed})
+
+    def score(i, lvl):
+        return scale * (1 + i) * (1 + lvl) / 100 + seed / 1e4
+
+    imputation, trivial_rows = [], []
+    for protocol, levels in (("random", RANDOM), ("planning", PLANNING)):
+        for lvl in levels:
+            for i, method in enumerate(methods):
+                imputation.append({"protocol": protocol, "level": lvl, "method": method,
+                                   "hamming": score(i, lvl), "position_error": 10 * score(i, lvl)})
+            trivial_rows.append({"protocol": protocol, "level": lvl, "method": trivial,
+                                 "hamming": 0.0234})
+    rundir.write_metrics(run, {
+        "run": str(run), "model": model, "env": dataset.split("-")[0], "dataset": dataset,
+        "seed": seed, "epoch": 2, "code_version": "abc123", "data_fingerprint": "f" * 64,
+        "mask_fingerprint": "m" * 64, "device": "cpu", "seconds": 6.0,
+        "training": [{"device": "cpu", "epochs": 2, "seconds": 30.0}],
+        "imputation": imputation, "trivial": trivial, "trivial_predictor": trivial_rows,
+        "generation": {"n_observed": 4,
+                       "hamming_per_step": [score(0, s) for s in range(1, STEPS + 1)],
+                       "trivial_hamming_per_step": [0.0234] * STEPS,
+                       "position_error_per_step": [1.0 + s for s in range(STEPS)]},
+        "examples": {"mask": ["planning", 7], "n": 2},
+        "elbo": {"elbo": -10.0 - seed, "log_px": -9.0}, "probe_r2": 0.9,
+        "reconstruction_hamming": 0.001})
+    if examples:
+        rng = np.random.default_rng(seed)
+        true = (rng.random((2, 20, 8, 8)) > 0.8).astype(np.uint8)
+        arrays = {"true": true, "mask": np.ones((2, 20), np.float32),
+                  "generated": true[:, 4:]}
+        arrays.update({m: true for m in methods})
+        rundir.write_examples(run, arrays)
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """box: kvae (2 seeds), ae_rnn, vae_rnn; a made-up env `lava-2030` (preset 2030) with a
+    made-up fourth model `ghost` and an "empty" trivial predictor: nothing in the code knows
+    either name."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(root, "box", "kvae", seed, ("filtered", "smoothed"), 0.5)
+    fake_run(root, "box", "ae_rnn", 0, ("imputed",), 0.8)
+    fake_run(root, "box", "vae_rnn", 0, ("imputed",), 0.7)
+    fake_run(root, "lava-2030", "kvae", 0, ("filtered", "smoothed"), 0.6, trivial="empty")
+    for seed in (0, 1, 2):
+        fake_run(root, "lava-2030", "ghost", seed, ("dreamed",), 0.9, trivial="empty")
+    return root
+
+
+def report(runs, out, *extra):
+    return CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out), *extra])
+
+
+def read_table(out):
+    with open(out / "table.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_any_dataset_and_model_get_sections_columns_and_rows(runs, tmp_path):
+    out = tmp_path / "out"
+    r = report(runs, out)
+    assert r.exit_code == 0, r.output
+    rows = read_table(out)
+    assert {r["env"] for r in rows} == {"box", "lava-2030"}
+    ghost = [r for r in rows if r["model"] == "ghost" and r["metric"] == "hamming"
+             and r["protocol"] == "planning" and r["level"] == "15"]
+    assert len(ghost) == 1 and ghost[0]["n"] == "3" and ghost[0]["method"] == "dreamed"
+    # mean over the 3 seeds of 0.9 * 16 / 100 + seed / 1e4
+    assert float(ghost[0]["mean"]) == pytest.approx(0.9 * 16 / 100 + 1e-4, rel=1e-5)
+    # the trivial predictor is deterministic: one row per data set, n = 1, named by the env
+    trivial = [r for r in rows if r["model"] in ("walls", "empty") and r["metric"] == "hamming"
+               and r["protocol"] == "random" and r["level"] == "0.5"]
+    assert sorted((r["env"], r["model"], r["n"]) for r in trivial) == [
+        ("box", "walls", "1"), ("lava-2030", "empty", "1")]
+    readme = (out / "README.md").read_text()
+    assert "## lava-2030" in readme and "ghost dreamed" in readme
+    assert "## box" in readme and "kvae smoothed (Fraccaro et al. 2017)" in readme
+    lava = readme[readme.index("## lava-2030"):]
+    assert "Fraccaro" not in lava and "`empty` is the trivial predictor" in lava
+    assert (out / "figures" / "lava-2030.png").stat().st_size > 1000
+    assert (out / "videos" / "lava-2030-ghost.gif").read_bytes()[:3] == b"GIF"
+    html = (out / "index.html").read_text()
+    assert 'id="dataset-lava-2030"' in html and 'id="dataset-box"' in html
+
+
+def test_levels_sort_numerically_and_the_csv_round_trips(runs, tmp_path):
+    out = tmp_path / "out"
+    assert report(runs, out).exit_code == 0
+    rows = read_table(out)
+    steps = [int(r["level"]) for r in rows if r["env"] == "box" and r["model"] == "kvae"
+             and r["protocol"] == "generation" and r["metric"] == "hamming"]
+    assert steps == list(range(1, STEPS + 1))  # not 1, 10, 11, ..., 2
+    planning = [r["level"] for r in rows if r["env"] == "box" and r["model"] == "kvae"
+                and r["method"] == "smoothed" and r["protocol"] == "planning"
+                and r["metric"] == "hamming"]
+    assert planning == [str(k) for k in PLANNING]
+    keys = [(r["env"], r["model"], r["method"], r["protocol"],
+             references.level_key(references.parse_level(r["level"])), r["metric"])
+            for r in rows]
+    assert keys == sorted(keys)
+
+
+def test_tidy_means_and_stds():
+    a = {"dataset": "d", "model": "m", "trivial": "walls", "seed": 0,
+         "imputation": [{"protocol": "random", "level": 0.5, "method": "x", "hamming": 0.1}],
+         "trivial_predictor": [], "generation": {}, "data_fingerprint": "a"}
+    b = {**a, "seed": 1,
+         "imputation": [{"protocol": "random", "level": 0.5, "method": "x", "hamming": 0.3}]}
+    (row,) = tidy([a, b])
+    assert row["mean"] == pytest.approx(0.2) and row["std"] == pytest.approx(0.1414213562)
+    assert row["n"] == 2 and row["level"] == 0.5
+
+
+def test_claims_are_checked_from_data():
+    """The paper's three Figure-3 claims on a table made from the references themselves:
+    KVAE smoothed at 1.2 x the paper, filtered and AE-RNN as published, VAE-RNN doubled."""
+    refs = references.load_references()
+    scale = {"kvae/smoothed": 1.2, "kvae/filtered": 1.0, "ae_rnn/imputed": 1.0,
+             "vae_rnn/imputed": 2.0}
+    key = {(r["env"], f"{r['model']}/{r['method']}", r["protocol"],
+            references.level_key(r["level"]), r["metric"]): r["value"] for r in refs}
+    ours = {k: v * scale[k[1]] for k, v in key.items()}
+    checks = {c["kind"]: c for c in references.check_claims(references.load_claims(), ours, key)}
+    within = checks["within_reference"]
+    assert all(lv["value"] == pytest.approx(1.2) for lv in within["levels"])
+    assert (within["passed"], within["counted"]) == (13, 13)  # random 1.0 shown, not counted
+    ratio = checks["ratio_vs_reference"]
+    assert (ratio["passed"], ratio["counted"]) == (13, 13)
+    below = {(lv["protocol"], lv["level"]) for lv in checks["below"]["levels"] if lv["ok"]}
+    assert ("random", 0.7) in below and ("random", 0.1) not in below
+    # without the baselines the comparison is unknown, not false
+    only_kvae = {k: v for k, v in ours.items() if k[1].startswith("kvae")}
+    c = {c["kind"]: c for c in references.check_claims(references.load_claims(), only_kvae,
+                                                        key)}
+    assert c["below"]["counted"] == 0 and all(lv["ok"] is None for lv in c["below"]["levels"])
+
+
+def test_report_refuses_to_destroy_results(runs, tmp_path):
+    out = tmp_path / "out"
+    assert report(runs, out).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def unchanged():
+        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    # no readable run: an error, nothing written
+    empty = tmp_path / "empty-runs"
+    (empty / "r1").mkdir(parents=True)
+    (empty / "r1" / "metrics.json").write_text("x")
+    r = report(empty, out)
+    assert r.exit_code == 1 and "no readable run" in r.output and unchanged()
+    # fewer runs than the report it would replace: refused unless --force
+    fewer = tmp_path / "fewer"
+    fake_run(fewer, "box", "kvae", 0, ("filtered", "smoothed"), 0.5)
+    r = report(fewer, out)
+    assert r.exit_code == 1 and "--force" in r.output and "lava-2030/ghost/s0" in r.output
+    assert unchanged()
+    assert report(fewer, out, "--force").exit_code == 0
+    assert {r["env"] for r in read_table(out)} == {"box"}
+    # a folder with foreign files (a project root) is never written into
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("my project")
+    r = report(runs, foreign)
+    assert r.exit_code == 1 and "did not write" in r.output
+    assert [p.name for p in foreign.iterdir()] == ["README.md"]
+    assert (foreign / "README.md").read_text() == "my project"
+
+
+def test_damaged_metrics_are_skipped_by_name(runs, tmp_path):
+    bad = fake_run(runs, "box", "vae_rnn", 7, ("imputed",), 0.7)
+    m = json.loads((bad / "metrics.json").read_text())
+    m["imputation"][0]["hamming"] = "oops"
+    (bad / "metrics.json").write_text(json.dumps(m))
+    garbage = runs / "garbage"
+    garbage.mkdir()
+    (garbage / "metrics.json").write_text("{not json")
+    out = tmp_path / "out"
+    r = report(runs, out)
+    assert r.exit_code == 0, r.output
+    assert "vae_rnn-box-s7" in r.output and "garbage" in r.output and "Traceback" not in r.output
+    assert "vae_rnn-box-s7" in (out / "README.md").read_text()  # listed under Skipped
+
+
+def test_report_and_help_never_import_torch(runs, tmp_path):
+    """Block torch (and the models) and run `--help` and `report` in a fresh interpreter."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), *sys.path])}
+    for args in (["--help"], ["report", "--help"],
+                 ["report", "--runs", str(runs), "--out", str(tmp_path / "out")]):
+        r = subprocess.run([sys.executable, "-m", "kvae_bench.cli", *args], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (args, r.stderr)
+    assert (tmp_path / "out" / "index.html").exists()
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True)
+    assert probe.returncode != 0  # the blocker works
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                    reason="Debian's chromium is not installed (CI installs it)")
+def test_page_in_a_real_browser(runs, tmp_path):
+    from browser import check_page  # tests/browser.py
+
+    out = tmp_path / "out"
+    assert report(runs, out).exit_code == 0
+    result = check_page(out / "index.html", screenshot=tmp_path / "page.png",
+                        cells=[("lava-2030", "planning k", "15", "ghost dreamed")])
+    assert result["console_errors"] == []
+    assert result["images"] and all(w > 0 for _, w in result["images"]), result["images"]
+    assert {Path(src).name for src, _ in result["images"]} >= {
+        "box.png", "lava-2030.png", "box-kvae.gif", "lava-2030-ghost.gif"}
+    assert set(result["sections"]) == {"box", "lava-2030"}
+    # a cell on the page equals table.csv
+    row = next(r for r in read_table(out) if r["env"] == "lava-2030" and r["model"] == "ghost"
+               and r["protocol"] == "planning" and r["level"] == "15"
+               and r["metric"] == "hamming")
+    (cell,) = result["cells"]
+    assert cell.split(" ± ")[0] == f"{float(row['mean']):.4f}"
+    assert (tmp_path / "page.png").stat().st_size > 1000

@@ -1,0 +1,136 @@
+"""Nothing a user does loses data: racing writers, killed writers, moved data, quiet runs, and
+every option explained."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kvae_bench import h5io, runinfo
+from kvae_bench.cli import main
+
+
+def attrs():
+    return {"env": "box", "env_params": "{}", "seed": 0, "dt": 0.2, "steps": 2,
+            "image_size": 16, "generator_version": "t", "created_utc": "now"}
+
+
+def write_small(w: h5io.Writer) -> None:
+    for split in h5io.SPLITS:
+        w.create_split(split, 1, 2, 16, ("x",))
+        w.write(split, 0, np.zeros((1, 2, 16, 16), np.uint8), np.zeros((1, 2, 1), np.float32))
+
+
+def test_two_writers_racing_for_one_new_file(tmp_path):
+    """Both start before the file exists; the first to finish wins, the second fails and
+    leaves the winner's file and no partial file behind."""
+    path = tmp_path / "d.h5"
+    first, second = h5io.Writer(path, attrs()), h5io.Writer(path, {**attrs(), "seed": 1})
+    first.__enter__()
+    second.__enter__()
+    write_small(first)
+    write_small(second)
+    first.__exit__(None, None, None)
+    with pytest.raises(FileExistsError, match="appeared while this command wrote it"):
+        second.__exit__(None, None, None)
+    assert h5io.read_meta(path)["seed"] == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["d.h5"]
+
+
+def generate_cmd(out):
+    return [sys.executable, "-m", "kvae_bench.cli", "generate", "--out", str(out), "--train",
+            "20000", "--test", "10", "--workers", "1"]
+
+
+def wait_for_partial(folder: Path, proc, timeout=60.0) -> list[Path]:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        partial = list(folder.glob(".*.partial-*"))
+        if partial:
+            return partial
+        time.sleep(0.05)
+    raise AssertionError("no partial file appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_writer_removes_its_partial_file(tmp_path, sig):
+    out = tmp_path / "d.h5"
+    proc = subprocess.Popen(generate_cmd(out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,  # as from a terminal: a background
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))  # job ignores
+    wait_for_partial(tmp_path, proc)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_partial_file_is_named_and_removed_by_the_next(tmp_path):
+    out = tmp_path / "d.h5"
+    proc = subprocess.Popen(generate_cmd(out), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    (partial,) = wait_for_partial(tmp_path, proc)
+    proc.kill()
+    proc.wait()
+    assert partial.exists() and f".d.h5.partial-{proc.pid}-" in partial.name
+    assert runinfo.remove_dead_partials(out) == [partial] and not partial.exists()
+    # a live writer's partial file is left alone
+    live = runinfo.temp_beside(out)
+    assert runinfo.remove_dead_partials(out) == [] and live.exists()
+
+
+def test_evaluate_finds_moved_data_by_fingerprint(tmp_path, monkeypatch):
+    data = tmp_path / "data" / "box.h5"
+    r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "24", "--test", "8",
+                                  "--steps", "6", "--size", "16", "--param", "radius=2",
+                                  "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # the data path typed relative to this folder
+    r = CliRunner().invoke(main, ["train", "--data", "data/box.h5", "--out", str(run),
+                                  "--epochs", "1", "--set", "batch_size=8", "--device", "cpu",
+                                  "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "config.json").read_text())["data"] == str(data.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # evaluate from another folder: found by the absolute path
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    moved = tmp_path / "moved.h5"
+    shutil.move(data, moved)  # moved away: say where it looked, take it by --data
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--device", "cpu"])
+    assert r.exit_code == 1 and "pass it with --data" in r.output
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--device", "cpu", "--data",
+                                  str(moved)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "metrics.json").read_text())["data"] == str(moved)
+
+
+def test_quiet_silences_progress(tmp_path):
+    data = tmp_path / "box.h5"
+    args = ["generate", "--out", str(data), "--train", "16", "--test", "8", "--steps", "6",
+            "--size", "16", "--param", "radius=2", "--workers", "1"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    train = ["train", "--data", str(data), "--epochs", "1", "--set", "batch_size=8",
+             "--device", "cpu", "--no-evaluate"]
+    loud = CliRunner().invoke(main, [*train, "--out", str(tmp_path / "a")])
+    quiet = CliRunner().invoke(main, ["--quiet", *train, "--out", str(tmp_path / "b")])
+    assert loud.exit_code == quiet.exit_code == 0
+    assert "epoch 1:" in loud.output and "epoch 1:" not in quiet.output
+
+
+def test_every_option_says_what_it_does():
+    missing = []
+    for name, cmd in main.commands.items():
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.help:
+                missing.append(f"{name} {param.opts[0]}")
+    assert missing == []
