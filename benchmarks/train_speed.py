@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from kvae_bench.models import build, model_config
+from kvae_bench import models
 
 
 def box_batch(data=None, B=32, T=20, seed=0):
@@ -51,8 +51,8 @@ def timed(fn, device, repeats):
 
 def profile(precision, elbo, x, device, repeats):
     torch.manual_seed(0)
-    m = build("kvae", model_config("kvae", {"elbo": elbo}), x.shape[-1]).to(device)
-    m.conv_dtype = torch.bfloat16 if precision == "bf16" else None
+    m = models.build("kvae", x.shape[-1], {"elbo": elbo, "conv_precision": precision}
+                     ).to(device)
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     mask = torch.ones(x.shape[:2], device=device)
     with torch.no_grad():

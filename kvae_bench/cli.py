@@ -17,9 +17,7 @@ import click
 
 from kvae_bench.errors import UserError
 
-# == simulators.ENVS and kvae_bench.models.MODELS (tested), kept here so --help stays fast
-ENV_NAMES = ("box", "gravity", "polygon", "pendulum", "pong")
-MODEL_NAMES = ("kvae", "ae_rnn", "vae_rnn")
+ENV_HELP = "see `kvae-bench envs`, which marks the default"  # names live in the registries
 
 
 def user_errors(fn):
@@ -85,8 +83,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @main.command()
-@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True,
-              help="Environment to simulate (see `kvae-bench envs`).")
+@click.option("--env", help=f"Environment to simulate ({ENV_HELP}).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output file  [default: data/ENV.h5]")
 @click.option("--train", "n_train", type=int, default=5000, show_default=True,
@@ -107,6 +104,7 @@ def generate(env, out, n_train, n_test, steps, size, seed, workers, params, over
     """Simulate ENV and write train/test videos to an HDF5 file."""
     from simulators.generate import generate as run
 
+    env = _check_env(env)
     overrides = parse_params(params)
     if size is not None:
         overrides["size"] = str(size)
@@ -149,7 +147,8 @@ def envs() -> None:
 
     for name, (cls, params_cls) in simulators.ENVS.items():
         doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-        click.echo(f"{name}: {doc}")
+        default = " (default)" if name == simulators.DEFAULT_ENV else ""
+        click.echo(f"{name}{default}: {doc}")
         click.echo(f"  states: {', '.join(cls.columns)}")
         defaults = params_cls()
         values = [f"{f.name}={format_value(getattr(defaults, f.name))}"
@@ -210,6 +209,9 @@ def _check_gif_target(gif: Path, source: Path) -> None:
         raise UserError(f"--gif {gif} is the dataset itself: name a new .gif file")
     if gif.is_dir():
         raise UserError(f"--gif {gif} is a folder: name a .gif file")
+    for parent in gif.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--gif {gif}: {parent} is a file, not a folder")
     if gif.exists():
         with open(gif, "rb") as f:
             is_gif = f.read(6) in (b"GIF87a", b"GIF89a")
@@ -219,8 +221,9 @@ def _check_gif_target(gif: Path, source: Path) -> None:
 
 
 @main.command()
-@click.option("--model", type=click.Choice(MODEL_NAMES),
-              help="Model to train  [default: kvae; with --resume: the run's]")
+@click.option("--model",
+              help="Model to train: a registered name (see `kvae-bench options`) or "
+                   "package.module:Class  [default: kvae; with --resume: the run's]")
 @click.option("--data", type=click.Path(path_type=Path),
               help="Dataset file  [default: data/box.h5; with --resume: the run's, found by "
                    "its path or fingerprint]")
@@ -245,6 +248,7 @@ def _check_gif_target(gif: Path, source: Path) -> None:
 @user_errors
 def train(model, data, epochs, seed, out, config_file, sets, device, resume, then_evaluate):
     """Train a model on a dataset; the defaults reproduce the paper."""
+    from kvae_bench.train import DEFAULT_DATA
     from kvae_bench.train import train as run
 
     options = {}
@@ -263,15 +267,17 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
     if epochs is not None:
         options["epochs"] = epochs
     if out is None:
-        out = Path("results/runs") / (f"{model or 'kvae'}-{(data or Path('data/box.h5')).stem}"
-                                      f"-s{seed or 0}")
+        from kvae_bench.models import DEFAULT
+
+        name = (model or DEFAULT).rpartition(":")[2]
+        out = Path("results/runs") / f"{name}-{(data or DEFAULT_DATA).stem}-s{seed or 0}"
     path = run(out, model, data, options, seed=seed, device=device, resume=resume,
                progress=progress())
     click.echo(f"trained in {path}: see {path / 'log.jsonl'}")
     if then_evaluate:
         from kvae_bench.evaluate import evaluate
 
-        click.echo(f"wrote {evaluate(path, device=device, progress=progress())}")
+        click.echo(f"wrote {evaluate(path, device=device, progress=progress(), data=data)}")
 
 
 @main.command("evaluate")
@@ -307,8 +313,11 @@ def report_cmd(runs, out, force):
     """Aggregate every run's metrics.json into tables, figures, videos and a page."""
     from kvae_bench.report import report
 
-    out, problems = report(runs, out, commands=[f"kvae-bench report --runs {runs} --out {out}"],
-                           force=force)
+    try:
+        out, problems = report(runs, out, force=force,
+                               commands=[f"kvae-bench report --runs {runs} --out {out}"])
+    except OSError as e:
+        raise UserError(f"cannot write the report in {out} ({e.strerror or e})") from None
     for p in problems:
         click.echo(f"warning: {p}", err=True)
     click.echo(f"wrote {out / 'README.md'}, {out / 'index.html'}, {out / 'table.csv'}, "
@@ -316,10 +325,9 @@ def report_cmd(runs, out, force):
 
 
 @main.command("benchmark")
-@click.option("--env", type=click.Choice(ENV_NAMES), default="box", show_default=True,
-              help="Environment (its data is generated when missing).")
-@click.option("--models", default="kvae,ae_rnn,vae_rnn", show_default=True,
-              help="Comma-separated models.")
+@click.option("--env", help=f"Environment; its data is generated when missing ({ENV_HELP}).")
+@click.option("--models", help="Comma-separated models: registered names or "
+                               "package.module:Class  [default: every registered model]")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--profile", type=click.Choice(["quick", "paper"]), default="quick",
@@ -331,15 +339,22 @@ def report_cmd(runs, out, force):
 @user_errors
 def benchmark_cmd(env, models, seeds, profile, device, force):
     """Generate, train, evaluate and report: the whole benchmark (re-runnable)."""
+    from kvae_bench import models as registry
     from kvae_bench.benchmark import benchmark, parse_list, summary_lines
 
-    model_list = parse_list(models, name="--models")
-    unknown = [m for m in model_list if m not in MODEL_NAMES]
-    if unknown:
-        raise UserError(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(MODEL_NAMES)}")
+    model_list = parse_list(models, name="--models") if models else list(registry.registered())
+    for m in model_list:  # every name resolves before any work
+        try:
+            registry.resolve(m)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    env = _check_env(env)
     seed_list = parse_list(seeds, int, name="--seeds")
     if any(s < 0 for s in seed_list):
         raise UserError(f"--seeds must be >= 0, got {seeds!r}")
+    from kvae_bench.runinfo import choose_device
+
+    choose_device(device)  # before any data is generated
     out, problems = benchmark(env, model_list, seed_list, profile, device, force=force,
                               progress=progress())
     for p in problems:
@@ -351,25 +366,48 @@ def benchmark_cmd(env, models, seeds, profile, device, force):
 
 
 @main.command()
-def options() -> None:
+@click.option("--model", "names", multiple=True,
+              help="Only this model: a registered name or package.module:Class (repeatable)  "
+                   "[default: every registered model]")
+@user_errors
+def options(names) -> None:
     """List the model and training options with their defaults."""
     import dataclasses
+    import inspect
 
-    from kvae_bench.models import MODELS
+    from kvae_bench import models as registry
     from kvae_bench.train import TrainConfig
 
-    for title, cls in [*((f"model {n}", c) for n, (_, c) in MODELS.items()),
-                       ("training", TrainConfig)]:
-        click.echo(f"{title}:")
-        for f in dataclasses.fields(cls):
-            click.echo(f"  {f.name} = {f.default!r}")
+    for name in names or registry.registered():
+        try:
+            spec = registry.resolve(name)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        default = ", the default" if spec.name == registry.DEFAULT else ""
+        click.echo(f"model {spec.name} ({spec.target}{default}):")
+        for opt in spec.options.values():
+            default = "(required)" if opt.default is inspect.Parameter.empty else repr(opt.default)
+            click.echo(f"  {opt.name} = {default}")
+    click.echo("training:")
+    for f in dataclasses.fields(TrainConfig):
+        click.echo(f"  {f.name} = {f.default!r}")
+
+
+def _check_env(env: str | None) -> str:
+    """The env's name (the default for None); an unknown name lists the valid ones."""
+    import simulators
+
+    env = env or simulators.DEFAULT_ENV
+    if env not in simulators.ENVS:
+        raise UserError(f"unknown env {env!r}; valid: {', '.join(simulators.ENVS)}")
+    return env
 
 
 @main.command("import-npz")
 @click.argument("train_npz", type=click.Path(path_type=Path))
 @click.argument("test_npz", type=click.Path(path_type=Path))
-@click.option("--env", type=click.Choice(ENV_NAMES), required=True,
-              help="Which environment the videos show.")
+@click.option("--env", required=True,
+              help=f"Which environment the videos show ({ENV_HELP}).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output dataset file (.h5).")
 @click.option("--dt", type=float, default=0.2, show_default=True, help="Time between frames.")
@@ -379,6 +417,9 @@ def import_npz(train_npz, test_npz, env, out, dt, overwrite):
     """Convert the 2017 data format (npz with `images`, optional `state`) to HDF5."""
     from kvae_bench.importer import import_npz as run
 
+    _check_env(env)
+    if not 0 < dt < float("inf"):
+        raise UserError(f"--dt must be a finite time > 0, got {dt}")
     _check_output_file(out, overwrite)
     try:
         path, counts = run(train_npz, test_npz, env=env, out=out, dt=dt, overwrite=overwrite)

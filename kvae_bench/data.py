@@ -23,9 +23,12 @@ class VideoSplit:
             raise UserError(f"{path} is a folder: pass a dataset file (.h5) made by "
                             "`kvae-bench generate`")
         if not path.is_file():
+            import simulators
+
             env = path.stem.split("_")[0]
+            hint = f" --env {env}" if env in simulators.ENVS else " --env ENV"
             raise UserError(f"{path} not found: create it with "
-                            f"`kvae-bench generate --env {env} --out {path}`")
+                            f"`kvae-bench generate{hint} --out {path}`")
         data = h5io.read(path, split, limit=limit)
         self.frames = torch.from_numpy(data.frames)
         self.states = data.states
@@ -69,12 +72,14 @@ def locate_data(config: dict, explicit: str | os.PathLike | None = None) -> Path
 
     config holds `data` (absolute since config v1; as typed before) and `data_fingerprint`.
     With `explicit`, that file must have the fingerprint; otherwise the saved path is tried,
-    then the same file name under ./data and beside the saved path's folder.
+    then the same file name under ./data and in the current folder.
     """
     want = config["data_fingerprint"]
     saved = Path(config["data"])
     name = config.get("data_name") or saved.name
     if explicit is not None:
+        if Path(explicit).is_dir():
+            raise UserError(f"--data {explicit} is a folder: pass the dataset file (.h5)")
         candidates = [Path(explicit)]
     else:
         candidates = list(dict.fromkeys([saved, Path("data") / name, Path(name)]))

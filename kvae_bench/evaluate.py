@@ -23,11 +23,9 @@ import torch
 from tqdm import tqdm
 
 import simulators
-from kvae_bench import h5io, masks, metrics, rundir, runinfo
+from kvae_bench import h5io, masks, metrics, models, rundir, runinfo
 from kvae_bench.data import VideoSplit, locate_data
 from kvae_bench.errors import UserError
-from kvae_bench.models import build, model_config
-from kvae_bench.models.nets import frame_mean
 from kvae_bench.train import evaluate_elbo
 
 N_OBSERVED = masks.T_INIT
@@ -38,27 +36,26 @@ EXAMPLE_MASK = ("planning", 7)
 def load_run(run_dir: str | os.PathLike, device: str = "cpu",
              data: str | os.PathLike | None = None):
     """(model in eval mode, config dict, finished epochs, data path) of a run directory; the
-    data file is found by the saved path or fingerprint (see data.locate_data)."""
+    model is found through the registry (built in or from outside), the data file by the
+    saved path or fingerprint (see data.locate_data)."""
     run_dir = Path(run_dir)
     config = rundir.read_config(run_dir)
     name = config["model"]
     try:
-        mcfg = model_config(name, config["model_config"])
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{run_dir}: its {name} options do not fit this code version ({e})"
-                        ) from None
+        spec = models.resolve(config.get("model_target") or name)
+        options = models.resolve_options(spec, config["model_config"])
+    except ValueError as e:
+        raise UserError(f"{run_dir}: its model {name} cannot be built here ({e})") from None
     ckpt = rundir.load_checkpoint(run_dir, device)
     data_path = locate_data(config, data)
-    model = build(name, mcfg, VideoSplit(data_path, "test", limit=1).image_size).to(device)
     try:
+        model = models.build(spec, VideoSplit(data_path, "test", limit=1).image_size, options)
         model.load_state_dict(ckpt["model"])
-    except RuntimeError:
+    except (RuntimeError, ValueError, TypeError):
         raise UserError(f"{run_dir / rundir.CHECKPOINT} does not fit the {name} model of this "
                         f"code version ({config.get('code_version') or 'unknown'} trained it): "
                         "retrain or check out that version") from None
-    if config["train_config"].get("conv_precision") == "bf16":
-        model.conv_dtype = torch.bfloat16
-    model.eval()
+    model.to(device).eval()
     return model, config, ckpt["epoch"], data_path
 
 
@@ -68,8 +65,10 @@ def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, devic
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device=device, dtype=torch.float32)
         mb = torch.from_numpy(mask[start:start + batch_size]).to(device)
-        for k, v in model_fn(xb, mb).items():
-            out.setdefault(k, []).append(v.float().cpu().numpy())
+        with torch.no_grad():  # a model from outside may not say no_grad itself
+            results = model_fn(xb, mb)
+        for k, v in results.items():
+            out.setdefault(k, []).append(v.detach().float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -170,32 +169,37 @@ def _positions(split: VideoSplit, scoring) -> np.ndarray | None:
 
 
 def _latent_scores(model, config, data_path, scoring, x, true_xy, batch_size, device) -> dict:
-    """Test ELBO terms, reconstruction Hamming and the linear position probe."""
+    """Test ELBO terms (the loss's logs with every frame observed), and where the model offers
+    them (protocol: `reconstruct`, `codes`) the reconstruction Hamming and the linear probe
+    from the codes to the true position; `skipped` says what a model could not be scored on."""
     test = VideoSplit(data_path, "test")
-    out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"])}
-    frames = x.numpy()
-    codes, recon = [], []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size].to(device=device, dtype=torch.float32)
-            mean, _ = model.encode(xb)
-            codes.append(mean.float().cpu().numpy())
-            recon.append((frame_mean(model.decode(mean), model.config.likelihood) > 0.5)
-                         .cpu().numpy())
-    codes = np.concatenate(codes)
-    recon = np.concatenate(recon)
-    out["reconstruction_hamming"] = float(((recon > 0.5) != frames).mean())
-    if true_xy is not None:
-        train = VideoSplit(data_path, "train", limit=1000)
-        train_xy = _positions(train, scoring)
+    out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"]),
+           "skipped": []}
+
+    def per_batch(fn, frames) -> np.ndarray:
         with torch.no_grad():
-            train_codes = np.concatenate([
-                model.encode(xb.to(device))[0].float().cpu().numpy()
-                for xb in train.batches(batch_size)])
+            return np.concatenate([fn(frames[i:i + batch_size].to(device, torch.float32))
+                                   .float().cpu().numpy()
+                                   for i in range(0, len(frames), batch_size)])
+
+    frames = x.numpy()
+    if callable(getattr(model, "reconstruct", None)):
+        recon = per_batch(model.reconstruct, x)
+        out["reconstruction_hamming"] = float(((recon > 0.5) != frames).mean())
+    else:
+        out["skipped"].append("reconstruction_hamming: the model has no reconstruct(x)")
+    if not callable(getattr(model, "codes", None)):
+        out["skipped"].append("probe_r2: the model has no codes(x)")
+    elif true_xy is None:
+        out["skipped"].append("probe_r2: the data has no positions")
+    else:
+        codes = per_batch(model.codes, x)
+        train = VideoSplit(data_path, "train", limit=1000)
+        train_codes = per_batch(model.codes, (train.frames > 127))
         A = codes.shape[-1]
         out["probe_r2"] = metrics.linear_probe_r2(
-            train_codes.reshape(-1, A), train_xy.reshape(-1, 2), codes.reshape(-1, A),
-            true_xy.reshape(-1, 2))
+            train_codes.reshape(-1, A), _positions(train, scoring).reshape(-1, 2),
+            codes.reshape(-1, A), true_xy.reshape(-1, 2))
     return out
 
 

@@ -169,30 +169,41 @@ def read_meta(path: str | os.PathLike) -> dict:
         f = h5py.File(path, "r")
     except OSError as e:
         raise DataFormatError(f"{path} is not an HDF5 file ({e})") from None
-    with f:
-        attrs = {k: (_as_str(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
-        if attrs.get("schema") != SCHEMA:
-            raise DataFormatError(f"{path}: not a kvae-bench dataset "
-                                  f"(schema {attrs.get('schema')!r}, expected {SCHEMA!r})")
-        version = int(attrs.get("schema_version", -1))
-        if version != SCHEMA_VERSION:
-            raise DataFormatError(f"{path}: schema_version {version}, this code reads "
-                                  f"{SCHEMA_VERSION}; regenerate it with `kvae-bench generate`")
-        missing = [k for k in REQUIRED_ATTRS if k not in attrs]
-        if missing:
-            raise DataFormatError(f"{path}: missing attributes {', '.join(missing)}")
-        try:
-            attrs["env_params"] = json.loads(attrs["env_params"])
-        except json.JSONDecodeError:
-            raise DataFormatError(f"{path}: env_params is not valid JSON") from None
-        for key in ("seed", "steps", "image_size", "schema_version"):
-            attrs[key] = int(attrs[key])
-        attrs["dt"] = float(attrs["dt"])
-        attrs["splits"] = {}
-        for split in SPLITS:
-            if split not in f:
-                raise DataFormatError(f"{path}: missing group /{split}")
-            attrs["splits"][split] = _check_split(path, f[split], attrs)
+    try:
+        with f:
+            return _read_meta(path, f)
+    except DataFormatError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:  # damaged inside
+        raise DataFormatError(f"{path} is damaged ({str(e).splitlines()[0][:100]}); "
+                              "regenerate it with `kvae-bench generate`") from None
+
+
+def _read_meta(path: Path, f: h5py.File) -> dict:
+    attrs = {k: (_as_str(v) if isinstance(v, (bytes, str)) else v)
+             for k, v in f.attrs.items()}
+    if attrs.get("schema") != SCHEMA:
+        raise DataFormatError(f"{path}: not a kvae-bench dataset "
+                              f"(schema {attrs.get('schema')!r}, expected {SCHEMA!r})")
+    version = int(attrs.get("schema_version", -1))
+    if version != SCHEMA_VERSION:
+        raise DataFormatError(f"{path}: schema_version {version}, this code reads "
+                              f"{SCHEMA_VERSION}; regenerate it with `kvae-bench generate`")
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise DataFormatError(f"{path}: missing attributes {', '.join(missing)}")
+    try:
+        attrs["env_params"] = json.loads(attrs["env_params"])
+    except json.JSONDecodeError:
+        raise DataFormatError(f"{path}: env_params is not valid JSON") from None
+    for key in ("seed", "steps", "image_size", "schema_version"):
+        attrs[key] = int(attrs[key])
+    attrs["dt"] = float(attrs["dt"])
+    attrs["splits"] = {}
+    for split in SPLITS:
+        if split not in f:
+            raise DataFormatError(f"{path}: missing group /{split}")
+        attrs["splits"][split] = _check_split(path, f[split], attrs)
     return attrs
 
 

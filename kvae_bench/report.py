@@ -28,6 +28,7 @@ import numpy as np
 
 from kvae_bench import references, rundir, runinfo
 from kvae_bench.errors import UserError
+from kvae_bench.references import datasets_csv
 
 COLUMNS = ("env", "model", "method", "protocol", "level", "metric", "mean", "std", "n")
 NOTES_FILE = "NOTES.md"  # hand-written commentary in the output folder, kept in README.md
@@ -40,7 +41,12 @@ IMPUTATION = (("random", "random p", "drop probability p"),
 
 def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
     """Valid metrics of every run under runs_dir (searched recursively), and the problems
-    (unreadable files, runs not evaluated yet), each naming its folder."""
+    (unreadable files, runs not evaluated yet, copies of a run), each naming its folder.
+
+    A data set is known by its name and its data: runs on a file whose fingerprint is not the
+    canonical one of that name (kvae_bench.references/datasets.csv), or runs of one name on
+    several files, are shown as `name@<fingerprint[:8]>`, so that different data never share
+    a row and published references apply only to the canonical data."""
     found, problems = [], []
     for run in rundir.find_runs(runs_dir):
         if not rundir.has_metrics(run):
@@ -50,7 +56,24 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             found.append(rundir.read_metrics(run))
         except UserError as e:
             problems.append(f"skipped: {e}")
-    return found, problems
+    canonical = {name: d["fingerprint"] for name, d in datasets_csv().items()}
+    prints = defaultdict(set)
+    for m in found:
+        prints[m["dataset"]].add(m.get("data_fingerprint"))
+    seen: dict[tuple, str] = {}
+    unique = []
+    for m in found:
+        name, fp = m["dataset"], m.get("data_fingerprint") or ""
+        if (fp != canonical[name]) if name in canonical else len(prints[name]) > 1:
+            m["dataset"] = f"{name}@{fp[:8]}"
+        key = (m["dataset"], m["model"], m["seed"])
+        if key in seen:
+            problems.append(f"{m['run_dir']}: skipped, the same data set, model and seed as "
+                            f"{seen[key]}")
+            continue
+        seen[key] = m["run_dir"]
+        unique.append(m)
+    return unique, problems
 
 
 def _run_rows(m: dict):
@@ -402,14 +425,23 @@ def render_html(page: dict) -> str:
 # ---- the command ------------------------------------------------------------------------------
 
 
-def check_out_dir(out_dir: Path) -> dict | None:
-    """The output folder must be the report's own: absent, empty, or a previous report's
-    (summary.json). Returns the previous summary, if any."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file: choose a folder for the report")
-    previous = rundir.read_summary(out_dir) if out_dir.is_dir() else None
-    if previous is None and out_dir.is_dir():
-        foreign = sorted(p.name for p in out_dir.iterdir() if p.name != NOTES_FILE)
+def check_out_dir(out_dir: Path, runs_dir: Path | None = None) -> dict | None:
+    """The output folder must be the report's own: absent, empty (but for NOTES.md and the
+    runs folder itself), or a report's (rundir.is_report_dir). Returns the previous summary,
+    if any."""
+    for parent in (out_dir, *out_dir.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--out {out_dir}: {parent} is a file: choose a folder for the "
+                            "report")
+    if not out_dir.is_dir():
+        return None
+    previous = rundir.read_summary(out_dir)
+    if previous is None and not rundir.is_report_dir(out_dir):
+        inside = {(runs_dir.resolve().relative_to(out_dir.resolve()).parts or ("",))[0]} \
+            if runs_dir is not None and runs_dir.resolve().is_relative_to(out_dir.resolve()) \
+            else set()
+        foreign = sorted(p.name for p in out_dir.iterdir()
+                         if p.name != NOTES_FILE and p.name not in inside)
         if foreign:
             shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
             raise UserError(f"--out {out_dir} holds files a report did not write ({shown}): "
@@ -431,7 +463,7 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     if not runs_dir.is_dir():
         raise UserError(f"{runs_dir} not found: train and evaluate runs first")
-    previous = check_out_dir(out_dir)
+    previous = check_out_dir(out_dir, runs_dir)
     metrics, problems = load_runs(runs_dir)
     if not metrics:
         detail = f" ({len(problems)} unreadable or not evaluated: {problems[0]})" \
@@ -454,6 +486,7 @@ def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems
     """Write the tidy table and its page (figures, videos, README.md, index.html,
     summary.json) into out_dir; metrics give each data set's runs, trivial predictor and
     videos."""
+    rundir.mark_report_dir(out_dir)  # first: an interrupted report still owns its folder
     refs = references.load_references()
     index = Index(table, refs)
     ours = {(r["env"], f"{r['model']}/{r['method']}", r["protocol"],

@@ -1,16 +1,20 @@
 """THE run-folder format: the only module that knows a run folder's file names and schemas.
 
-    RUN/config.json    schema "kvae-bench/run-config" v1: model, model_config, train_config,
-                       data (absolute path), data_name, data_fingerprint, seed, code_version,
-                       versions, device, created_utc; `changes` lists options changed on resume
+    RUN/config.json    schema "kvae-bench/run-config" v2: model (its name in tables),
+                       model_target (module:Class), model_source (module, distribution,
+                       version), model_config (every model option), train_config, data
+                       (absolute path), data_name, data_fingerprint, seed, code_version,
+                       versions, device, created_utc; `changes` lists options changed on resume.
+                       v1 (and files without a schema) are read: the options that moved from
+                       train_config into the model's options move with them.
     RUN/log.jsonl      one JSON object per finished epoch: epoch (1, 2, ...), step, lr,
                        train_* and test_* ELBO terms, skipped_steps, seconds, device
     RUN/ckpt.pt        torch.save of {schema_version, model, optimizer, epoch, step}, plain types
                        (torch.load(weights_only=True) reads it); the only file that needs torch
     RUN/metrics.json   schema "kvae-bench/metrics" v2 (v1 still read): the benchmark's scores
     RUN/examples.npz   a few test sequences and their imputations, for the report's GIFs
-    OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it;
-                       its presence marks OUT as a folder the report owns
+    OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it
+    OUT/.kvae-bench-report  written before anything else: OUT is a report's folder
 
 Every writer is atomic (runinfo.atomic_path). Every reader validates what it returns and raises
 RunFormatError (a UserError: one line, says what to do) instead of a traceback, so a damaged
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +35,14 @@ import numpy as np
 from kvae_bench import runinfo
 from kvae_bench.errors import UserError
 
-CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY = (
-    "config.json", "log.jsonl", "ckpt.pt", "metrics.json", "examples.npz", "summary.json")
-CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 1
+CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK = (
+    "config.json", "log.jsonl", "ckpt.pt", "metrics.json", "examples.npz", "summary.json",
+    ".kvae-bench-report")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._@+-]*")  # data set and model names: file names
+CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 2
+# v1 -> v2: training options that became model options, and the models that took them
+MOVED_TO_MODEL = {"conv_precision": ("kvae", "ae_rnn", "vae_rnn"),
+                  "only_vae_epochs": ("kvae",), "kf_update_steps": ("kvae",)}
 METRICS_SCHEMA, METRICS_VERSION = "kvae-bench/metrics", 2
 CHECKPOINT_VERSION = 1
 SUMMARY_SCHEMA, SUMMARY_VERSION = "kvae-bench/summary", 1
@@ -84,11 +94,21 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     c = _read_json(path, "run config")
     _check(c.get("schema", CONFIG_SCHEMA) == CONFIG_SCHEMA, path,
            f"schema {c.get('schema')!r}, expected {CONFIG_SCHEMA!r}")
-    _check(c.get("schema_version", CONFIG_VERSION) == CONFIG_VERSION, path,
-           f"schema_version {c.get('schema_version')!r}; this code reads {CONFIG_VERSION}")
+    version = c.get("schema_version", 1)
+    _check(version in (1, CONFIG_VERSION), path,
+           f"schema_version {version!r}; this code reads 1 and {CONFIG_VERSION}")
     for key, kind in (("model", str), ("model_config", dict), ("train_config", dict),
                       ("data", str), ("data_fingerprint", str), ("seed", int)):
         _check(isinstance(c.get(key), kind), path, f"{key!r} missing or not a {kind.__name__}")
+    if version == 1:
+        train, model = dict(c["train_config"]), dict(c["model_config"])
+        for key, owners in MOVED_TO_MODEL.items():
+            if key in train:
+                value = train.pop(key)
+                if c["model"] in owners:
+                    model[key] = value
+        c = {**c, "schema_version": CONFIG_VERSION, "train_config": train,
+             "model_config": model}
     return c
 
 
@@ -238,6 +258,14 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
                       ("trivial_predictor", list), ("generation", dict)):
         _check(isinstance(m.get(key), kind) and not isinstance(m.get(key), bool), path,
                f"{key!r} missing or not a {kind.__name__}")
+    for key in ("dataset", "model", "trivial"):  # they name files of the report
+        _check(SAFE_NAME.fullmatch(m[key]) is not None, path,
+               f"{key} {m[key]!r} is not a plain name (letters, digits, . _ @ + -)")
+    for key in ("run", "code_version", "data_fingerprint", "mask_fingerprint", "device",
+                "created_utc"):
+        _check(m.get(key) is None or isinstance(m[key], str), path, f"{key!r} is not a string")
+    _check(m.get("examples") is None or isinstance(m["examples"], dict), path,
+           "'examples' is not an object")
     for rows, what in ((m["imputation"], "imputation"), (m["trivial_predictor"], "trivial")):
         for r in rows:
             _check(isinstance(r, dict) and isinstance(r.get("protocol"), str)
@@ -304,6 +332,15 @@ def check_writable(folder: str | os.PathLike) -> None:
 # ---- summary.json (a report's output folder) ---------------------------------------------------
 
 
+def mark_report_dir(out_dir: str | os.PathLike) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / REPORT_MARK).write_text("This folder is written by `kvae-bench report`.\n")
+
+
+def is_report_dir(out_dir: str | os.PathLike) -> bool:
+    return (Path(out_dir) / REPORT_MARK).is_file() or (Path(out_dir) / SUMMARY).is_file()
+
+
 def write_summary(out_dir: str | os.PathLike, summary: dict) -> None:
     runinfo.atomic_write_json(Path(out_dir) / SUMMARY,
                               {"schema": SUMMARY_SCHEMA, "schema_version": SUMMARY_VERSION,
@@ -320,7 +357,8 @@ def read_summary(out_dir: str | os.PathLike) -> dict | None:
     legacy = "schema" not in s and "rows" in s and "columns" in s
     _check(legacy or (s.get("schema") == SUMMARY_SCHEMA
                       and s.get("schema_version") == SUMMARY_VERSION), path,
-           f"not a kvae-bench report summary (schema {s.get('schema')!r})")
+           f"not a kvae-bench report summary (schema {s.get('schema')!r}): delete it to let "
+           "the report rewrite this folder, or choose another --out")
     _check(isinstance(s.get("rows"), list) and isinstance(s.get("runs", []), list), path,
            "'rows' or 'runs' is not a list")
     return s

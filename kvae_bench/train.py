@@ -15,8 +15,8 @@ config's `changes`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
-import math
 import os
 import sys
 import time
@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from kvae_bench import masks, rundir, runinfo
+from kvae_bench import masks, models, rundir, runinfo
 from kvae_bench.data import VideoSplit, fingerprint, locate_data
 from kvae_bench.errors import UserError
-from kvae_bench.models import MODELS, build, model_config
+from kvae_bench.models.protocol import epoch_schedule
 
 log = logging.getLogger(__name__)
+DEFAULT_DATA = Path("data/box.h5")
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,8 @@ class TrainConfig:
     warmup_steps: int = 156  # linear lr warm-up (one epoch of box); without it Adam at 0.007
     # killed the encoder in measured runs (DESIGN.md, known pitfalls)
     grad_clip: float = 150.0
-    only_vae_epochs: int = 0  # first epochs: the VAE alone, N(0, I) prior on a
-    kf_update_steps: int = 10  # next epochs: VAE + A_k, C_k; the alpha network stays frozen
     train_miss_prob: float = 0.0  # drop each frame after the first t_init with this probability
     t_init: int = 4
-    conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
     train_limit: int = 0  # use only the first N training sequences (0: all)
     eval_limit: int = 0  # score the test ELBO on the first N test sequences (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
@@ -61,8 +59,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "lr_decay_every", "t_init"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "only_vae_epochs", "kf_update_steps", "train_limit",
-                     "eval_limit", "max_bad_steps"):
+        for name in ("warmup_steps", "train_limit", "eval_limit", "max_bad_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = {'all' if 'limit' in name else 'none'}"
                                  f"), got {getattr(self, name)}")
@@ -73,51 +70,37 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if not 0 <= self.train_miss_prob < 1:
             raise ValueError(f"train_miss_prob must be in [0, 1), got {self.train_miss_prob}")
-        if self.conv_precision not in ("bf16", "float32"):
-            raise ValueError(f"conv_precision must be bf16 or float32, got "
-                             f"{self.conv_precision!r}")
 
 
 class TrainingDiverged(UserError):
     """Too many consecutive non-finite steps."""
 
 
-def split_options(values: dict, model: str) -> tuple[dict, dict]:
-    """Split flat key=value options into (model options, train options); unknown keys fail."""
-    model_fields = {f.name: f for f in dataclasses.fields(MODELS[model][1])}
-    train_fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+def split_options(values: dict, spec: models.ModelSpec) -> tuple[dict, dict]:
+    """Split flat key=value options into (model options, train options), typed; unknown keys
+    fail with the valid list."""
+    train_fields = {f.name: models.Option(f.name, f.default, type(f.default))
+                    for f in dataclasses.fields(TrainConfig)}
     model_opts, train_opts = {}, {}
-    for key, value in values.items():
-        if key in model_fields:
-            model_opts[key] = _coerce(key, value, model_fields[key])
-        elif key in train_fields:
-            train_opts[key] = _coerce(key, value, train_fields[key])
-        else:
-            valid = sorted(model_fields) + sorted(train_fields)
-            raise UserError(f"unknown option {key!r}; valid: {', '.join(valid)}")
+    try:
+        for key, value in values.items():
+            if key in spec.options:
+                model_opts[key] = models.coerce(spec.options[key], value)
+            elif key in train_fields:
+                train_opts[key] = models.coerce(train_fields[key], value)
+            else:
+                valid = sorted(spec.options) + sorted(train_fields)
+                raise UserError(f"unknown option {key!r}; valid: {', '.join(valid)}")
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return model_opts, train_opts
 
 
-def _coerce(key, value, field):
-    """value (a command-line string or a TOML value) as the type of the field's default;
-    numbers must be finite."""
-    kind = type(field.default)
-    if isinstance(value, str) and kind is not str:
-        try:
-            if kind is bool:
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                return value.lower() in ("true", "1")
-            value = kind(value)
-        except ValueError:
-            raise UserError(f"option {key}={value!r}: expected {kind.__name__}") from None
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"option {key}={value!r}: expected {kind.__name__}")
-    if kind is float and not math.isfinite(value):
-        raise UserError(f"option {key}={value!r}: expected a finite number")
-    return value
+def model_spec(name: str) -> models.ModelSpec:
+    try:
+        return models.resolve(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -150,9 +133,10 @@ def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
             if limit and i * batch_size >= limit:
                 break
             mask = torch.ones(x.shape[:2], device=device)
-            _, logs = model.loss(x, mask, generator=gen)
+            _, logs = model.loss(x, mask, **({"generator": gen}
+                                             if _accepts(model.loss, "generator") else {}))
             for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + v * len(x)
+                totals[k] = totals.get(k, 0.0) + float(v) * len(x)
             count += len(x)
     model.train()
     return {k: v / count for k, v in totals.items()}
@@ -162,7 +146,8 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
           data_path: str | os.PathLike | None = None, options: dict | None = None,
           seed: int | None = None, device: str = "auto", resume: bool = False,
           progress: bool = True) -> Path:
-    """Train `model_name` (default kvae) on `data_path` (default data/box.h5) into run_dir.
+    """Train `model_name` (default models.DEFAULT) on `data_path` (default DEFAULT_DATA) into
+    run_dir.
 
     With resume, continue run_dir: the saved model, data, seed and options, with `options`
     replacing saved training options (see the module doc). Everything the run needs (options,
@@ -172,8 +157,9 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
     changes = {}
     if resume:
         saved = rundir.read_config(run_dir)
-        model_name, data_path, seed, merged, changes = _resume_options(
-            saved, model_name, data_path, options or {}, seed)
+        spec = model_spec(saved.get("model_target") or saved["model"])
+        data_path, seed, merged, changes = _resume_options(saved, spec, model_name, data_path,
+                                                           options or {}, seed)
         model_opts, train_opts = saved["model_config"], merged
     else:
         if run_dir.exists() and not run_dir.is_dir():
@@ -181,13 +167,14 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
         if run_dir.exists() and any(run_dir.iterdir()):
             raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
                             "run there, or choose another --out")
-        model_name, data_path = model_name or "kvae", Path(data_path or "data/box.h5")
+        spec, data_path = model_spec(model_name or models.DEFAULT), Path(data_path
+                                                                         or DEFAULT_DATA)
         seed = 0 if seed is None else seed
-        model_opts, train_opts = split_options(options or {}, model_name)
+        model_opts, train_opts = split_options(options or {}, spec)
     if seed < 0:
         raise UserError(f"seed must be >= 0, got {seed}")
     try:
-        mcfg = model_config(model_name, model_opts)
+        model_opts = models.resolve_options(spec, model_opts)
         tcfg = TrainConfig(**train_opts)
         tcfg.validate()
     except (ValueError, TypeError) as e:
@@ -195,17 +182,9 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
     device = runinfo.choose_device(device)
     train_data = VideoSplit(data_path, "train", limit=tcfg.train_limit or None)
     test_data = VideoSplit(data_path, "test", limit=tcfg.eval_limit or None)
-    _check_fits(model_name, mcfg, tcfg, train_data)
+    _check_fits(spec, model_opts, tcfg, train_data)
     if resume:
         rundir.check_writable(run_dir)
-        if changes:
-            log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
-                f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
-            saved["train_config"] = dataclasses.asdict(tcfg)
-            saved.setdefault("changes", []).append({
-                "at_epoch": rundir.checkpoint_epoch(run_dir), "utc": runinfo.utc_now(),
-                "changed": {k: new for k, (_, new) in changes.items()}})
-            rundir.write_config(run_dir, saved)
     else:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,16 +193,15 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             raise UserError(f"cannot create {run_dir} ({e.strerror or e}): choose another "
                             "--out") from None
         rundir.write_config(run_dir, {
-            "model": model_name, "model_config": dataclasses.asdict(mcfg),
-            "train_config": dataclasses.asdict(tcfg), "data": str(Path(data_path).resolve()),
+            "model": spec.name, "model_target": spec.target, "model_source": spec.source,
+            "model_config": model_opts, "train_config": dataclasses.asdict(tcfg),
+            "data": str(Path(data_path).resolve()),
             "data_name": Path(data_path).name, "data_fingerprint": fingerprint(data_path),
             "seed": seed, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
             "device": device, "created_utc": runinfo.utc_now()})
 
     torch.manual_seed(seed)
-    model = build(model_name, mcfg, train_data.image_size).to(device)
-    if tcfg.conv_precision == "bf16":
-        model.conv_dtype = torch.bfloat16
+    model = models.build(spec, train_data.image_size, model_opts).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
     start_epoch, step = 0, 0
     if resume and rundir.has_checkpoint(run_dir):
@@ -232,20 +210,29 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError):
-            raise UserError(f"{run_dir}: the checkpoint does not fit the {model_name} model of "
+            raise UserError(f"{run_dir}: the checkpoint does not fit the {spec.name} model of "
                             "this code version: start a new run with another --out") from None
         start_epoch, step = ckpt["epoch"], ckpt["step"]
     log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
+    if resume:  # only now that the checkpoint and the log are known good
+        if str(Path(data_path).resolve()) != saved["data"]:
+            changes["data"] = (saved["data"], str(Path(data_path).resolve()))
+        if changes:
+            log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+            saved.update(train_config=dataclasses.asdict(tcfg), data=changes.get(
+                "data", (None, saved["data"]))[1])
+            saved.setdefault("changes", []).append({
+                "at_epoch": start_epoch, "utc": runinfo.utc_now(),
+                "changed": {k: new for k, (_, new) in changes.items()}})
+            rundir.write_config(run_dir, saved)
     rundir.write_log(run_dir, log_rows)
 
-    groups = model.param_groups()
+    with_generator = _accepts(model.loss, "generator")
     steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.time()
-        vae_only = epoch < tcfg.only_vae_epochs
-        dynamics, lgssm = groups.get("dynamics", []), groups.get("lgssm", [])
-        frozen = lgssm + dynamics if vae_only else (
-            dynamics if epoch < tcfg.only_vae_epochs + tcfg.kf_update_steps else [])
+        plan = epoch_schedule(model, epoch)  # what the model trains in this epoch
         shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
         noise = torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, 1))
         totals, count, skipped, bad_in_a_row = {}, 0, 0, 0
@@ -258,12 +245,13 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                 g["lr"] = lr
             mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
                 random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
-            loss, logs = model.loss(x, mask, generator=noise, vae_only=vae_only)
+            loss, logs = model.loss(x, mask, **plan.loss_kwargs,
+                                    **({"generator": noise} if with_generator else {}))
             optimizer.zero_grad(set_to_none=True)
             ok = bool(torch.isfinite(loss))
             if ok:
                 loss.backward()
-                for p in frozen:
+                for p in plan.frozen:
                     p.grad = None
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
                 ok = bool(torch.isfinite(norm))
@@ -282,9 +270,9 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             optimizer.step()
             step += 1
             for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + v
+                totals[k] = totals.get(k, 0.0) + float(v)
             count += 1
-            bar.set_postfix(loss=f"{loss.item():.2f}", log_px=f"{logs['log_px']:.1f}")
+            bar.set_postfix(loss=f"{loss.item():.2f}")
         train_logs = {f"train_{k}": v / max(count, 1) for k, v in totals.items()}
         test_logs = {f"test_{k}": v for k, v in evaluate_elbo(
             model, test_data, 2 * tcfg.batch_size, device, seed).items()}
@@ -297,37 +285,50 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                                          "optimizer": optimizer.state_dict(),
                                          "epoch": epoch + 1, "step": step})
         if progress:
-            elbo = (f"train elbo {train_logs['train_elbo']:.2f} test elbo "
-                    f"{test_logs['test_elbo']:.2f} " if "test_elbo" in test_logs else "")
-            tqdm.write(f"epoch {epoch + 1}: {elbo}test log p(x|a) "
-                       f"{test_logs['test_log_px']:.2f} ({row['seconds']:.0f} s"
+            shown = [k for k in ("elbo", "log_px") if f"test_{k}" in test_logs] or \
+                [k[len("test_"):] for k in list(test_logs)[:2]]
+            terms = ", ".join(f"test {k} {test_logs[f'test_{k}']:.2f}" for k in shown)
+            tqdm.write(f"epoch {epoch + 1}: {terms} ({row['seconds']:.0f} s"
                        f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
     return run_dir
 
 
-def _resume_options(saved: dict, model_name, data_path, options: dict, seed):
-    """(model, data, seed, train options, changes) of a resumed run: the saved ones, with the
-    given training options replacing saved ones. A different model, model option, seed or data
-    is an error: the checkpoint belongs to those."""
-    if model_name is not None and model_name != saved["model"]:
+def _resume_options(saved: dict, spec, model_name, data_path, options: dict, seed):
+    """(data, seed, train options, changes) of a resumed run: the saved ones, with the given
+    training options replacing saved ones. A different model, model option, seed or data is an
+    error: the checkpoint belongs to those."""
+    if model_name is not None and model_name not in (saved["model"],
+                                                     saved.get("model_target")):
         raise UserError(f"cannot resume a {saved['model']} run as {model_name}: drop --model "
                         "or start a new run with another --out")
     if seed is not None and seed != saved["seed"]:
         raise UserError(f"cannot resume seed {saved['seed']} as seed {seed}: drop --seed or "
                         "start a new run with another --out")
-    model_opts, train_opts = split_options(options, saved["model"])
+    model_opts, train_opts = split_options(options, spec)
     other = {k: v for k, v in model_opts.items() if saved["model_config"].get(k) != v}
     if other:
         raise UserError(f"cannot resume with other model options ({', '.join(other)}): the "
                         "checkpoint holds the saved model; start a new run with another --out")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    merged = {k: v for k, v in saved["train_config"].items() if k in known}
+    try:
+        merged = split_options({k: v for k, v in saved["train_config"].items() if k in known},
+                               spec)[1]
+    except UserError as e:
+        raise UserError(f"the run's config.json, saved training options: {e}; "
+                        "fix the file or start a new run") from None
     changes = {k: (merged.get(k), v) for k, v in train_opts.items() if merged.get(k) != v}
     merged.update(train_opts)
-    return saved["model"], locate_data(saved, data_path), saved["seed"], merged, changes
+    return locate_data(saved, data_path), saved["seed"], merged, changes
 
 
-def _check_fits(model_name: str, mcfg, tcfg: TrainConfig, data: VideoSplit) -> None:
+def _accepts(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> None:
     """The data must be long enough for the protocol and the model must fit its frames: one
     forward pass on one sequence, before any folder is made."""
     T = data.frames.shape[1]
@@ -337,13 +338,13 @@ def _check_fits(model_name: str, mcfg, tcfg: TrainConfig, data: VideoSplit) -> N
                         f"{need - 1} and predicts the rest; generate data with --steps 20")
     x = (data.frames[:1] > 127).float()
     try:
-        model = build(model_name, mcfg, data.image_size)
+        model = models.build(spec, data.image_size, model_opts)
         with torch.no_grad():
             out = model.impute(x, torch.ones(x.shape[:2]))
         bad = [k for k, v in out.items() if tuple(v.shape) != tuple(x.shape)]
     except (RuntimeError, ValueError) as e:
         bad = [str(e).splitlines()[0][:80]]
     if bad:
-        raise UserError(f"{model_name} does not fit frames of {data.image_size}x"
+        raise UserError(f"{spec.name} does not fit frames of {data.image_size}x"
                         f"{data.image_size} ({'; '.join(bad)}): generate data with --size 32 "
                         "(the conv models need a multiple of 8)")

@@ -21,6 +21,7 @@ from simulators.pong import Pong, PongParams
 # Bump when the same (env, params, seed) would give different frames or states.
 GENERATOR_VERSION = "1"
 
+DEFAULT_ENV = "box"  # what `generate` and `benchmark` simulate when no --env is given
 ENVS: dict[str, tuple[type, type]] = {
     "box": (Box, BoxParams),
     "gravity": (Gravity, GravityParams),
@@ -68,5 +69,5 @@ def scoring(name: str, size: int) -> Scoring:
     return Scoring(tuple(cls.position_columns), cls.object_region(size), cls.trivial_predictor)
 
 
-__all__ = ["ENVS", "GENERATOR_VERSION", "Scoring", "SimParams", "Simulator", "env_params", "make",
-           "rollout", "scoring"]
+__all__ = ["DEFAULT_ENV", "ENVS", "GENERATOR_VERSION", "Scoring", "SimParams", "Simulator",
+           "env_params", "make", "rollout", "scoring"]

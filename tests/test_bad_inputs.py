@@ -44,6 +44,12 @@ def _make_workspace(root):
     with open("data/corrupt.h5", "r+b") as f:
         f.seek(offset)
         f.write(np.random.default_rng(0).bytes(200))
+    shutil.copy("data/box.h5", "data/badheader.h5")  # damaged metadata near the end
+    size = Path("data/badheader.h5").stat().st_size
+    with open("data/badheader.h5", "r+b") as f:
+        f.seek(size - 2000)
+        f.write(bytes(2000))
+    Path("afile").write_text("a file where a folder is expected")
     r = cli("train", "--data", "data/box.h5", "--out", "runs/good", *TINY)
     assert r.exit_code == 0, r.output
     for name in ("damaged", "empty_ckpt", "bad_log", "readonly"):
@@ -82,7 +88,7 @@ def tree_hash(root: Path) -> dict:
 GOOD_RUN = "runs/good"
 CASES = [
     # (command line, exit code, a piece of the message)
-    ("generate --env nope", 2, "'nope' is not one of"),
+    ("generate --env nope", 1, "unknown env 'nope'; valid: box"),
     ("generate --size 0 --out data/x.h5", 1, "size"),
     ("generate --param speed_max=inf --out data/x.h5", 1, "speed_max"),
     ("generate --param nope=1 --out data/x.h5", 1, "unknown parameter 'nope'"),
@@ -102,6 +108,8 @@ CASES = [
     ("inspect data/box.h5 --gif data/box.h5", 1, "is the dataset itself"),
     ("inspect data/box.h5 --gif README.md", 1, "not a GIF"),
     ("inspect data/corrupt.h5", 1, "damaged"),
+    ("inspect data/badheader.h5", 1, "is damaged"),
+    ("inspect data/box.h5 --gif afile/x.gif", 1, "afile is a file"),
     ("train --data data/missing.h5 --out runs/new", 1, "kvae-bench generate"),
     ("train --data data/short.h5 --out runs/new", 1, "too few"),
     ("train --data data/odd.h5 --out runs/new", 1, "does not fit frames of 17x17"),
@@ -117,6 +125,8 @@ CASES = [
     (f"train --data data/box.h5 --out {GOOD_RUN}", 1, "pass --resume"),
     ("train --out runs/damaged --resume", 1, "damaged or not a kvae-bench checkpoint"),
     ("train --out runs/empty_ckpt --resume", 1, "damaged or not a kvae-bench checkpoint"),
+    ("train --out runs/bad_log --resume --epochs 4", 1, "line 2 is not an epoch record"),
+    ("train --data data/badheader.h5 --out runs/new", 1, "is damaged"),
     ("train --out runs/nothing --resume", 1, "not a run directory"),
     ("train --out README.md --data data/box.h5", 1, "README.md"),
     ("evaluate runs/damaged", 1, "damaged or not a kvae-bench checkpoint"),
@@ -124,6 +134,7 @@ CASES = [
     ("evaluate runs/bad_log", 1, "line 2 is not an epoch record"),
     (f"evaluate {GOOD_RUN} --batch-size 0", 2, "--batch-size"),
     (f"evaluate {GOOD_RUN} --data data/short.h5", 1, "not the data this run was trained on"),
+    (f"evaluate {GOOD_RUN} --data data", 1, "is a folder"),
     ("evaluate runs/missing", 1, "not found"),
     ("evaluate README.md", 1, "is a file"),
     ("evaluate runs/readonly", 1, "cannot write in runs/readonly"),
@@ -131,15 +142,22 @@ CASES = [
     ("report --runs only_bad_runs --out out", 1, "no readable run"),
     ("report --runs runs --out .", 1, "did not write"),
     ("report --runs runs --out README.md", 1, "is a file"),
+    ("report --runs runs --out afile/report", 1, "afile is a file"),
+    ("benchmark --device tpu", 1, "--device 'tpu'"),
     ("benchmark --seeds abc", 1, "'abc' is not an integer"),
     ("benchmark --seeds -1", 1, "--seeds must be >= 0"),
-    ("benchmark --models kvae,gru", 1, "unknown model(s) gru"),
+    ("benchmark --models kvae,gru", 1, "unknown model 'gru'; valid: kvae"),
+    ("benchmark --env lava", 1, "unknown env 'lava'"),
+    ("train --data data/box.h5 --out runs/new --model nowhere.mod:Net", 1, "cannot import"),
+    ("train --data data/box.h5 --out runs/new --model gru", 1, "unknown model 'gru'"),
     ("benchmark --profile huge", 2, "'huge' is not one of"),
     ("import-npz empty.npz imgs.npz --env box --out data/i.h5", 1, "not a readable npz"),
     ("import-npz junk.npz imgs.npz --env box --out data/i.h5", 1, "not a readable npz"),
     ("import-npz imgs.npz imgs.npz --env box --out README.md --overwrite", 1,
      "not a kvae-bench dataset"),
-    ("import-npz imgs.npz imgs.npz --env nope --out data/i.h5", 2, "'nope' is not one of"),
+    ("import-npz imgs.npz imgs.npz --env nope --out data/i.h5", 1, "unknown env 'nope'"),
+    ("import-npz imgs.npz imgs.npz --env box --dt -1 --out data/i.h5", 1, "--dt must be"),
+    ("import-npz imgs.npz imgs.npz --env box --dt nan --out data/i.h5", 1, "--dt must be"),
 ]
 
 

@@ -7,12 +7,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from kvae_bench import cli
+from kvae_bench import models
 from kvae_bench.cli import main
-from kvae_bench.models import MODELS, build, model_config
 
-OPTS = ["--set", "batch_size=16", "--set", "eval_limit=16", "--set", "kf_update_steps=0",
-        "--set", "warmup_steps=2", "--no-evaluate"]
+OPTS = ["--set", "batch_size=16", "--set", "eval_limit=16", "--set", "warmup_steps=2",
+        "--no-evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,13 @@ def trained(tmp_path_factory):
                                   "12", "--workers", "1"])
     assert r.exit_code == 0, r.output
     runs = root / "runs"
-    for model in MODELS:
+    for model in models.BUILTIN:
         for seed in (0, 1) if model == "kvae" else (0,):
             out = runs / f"{model}-box-s{seed}"
+            extra = ["--set", "kf_update_steps=0"] if model == "kvae" else []
             r = CliRunner().invoke(main, ["train", "--model", model, "--data", str(data),
                                           "--out", str(out), "--epochs", "1", "--seed",
-                                          str(seed), "--device", "cpu", *OPTS])
+                                          str(seed), "--device", "cpu", *OPTS, *extra])
             assert r.exit_code == 0, r.output
             if seed == 0:
                 r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
@@ -43,17 +43,10 @@ def trained(tmp_path_factory):
     return root
 
 
-def test_model_registry_matches_the_cli():
-    assert set(cli.MODEL_NAMES) == set(MODELS)
-    import simulators
-
-    assert set(cli.ENV_NAMES) == set(simulators.ENVS)
-
-
 @pytest.mark.parametrize("name", ["ae_rnn", "vae_rnn"])
 def test_baselines_feed_back_their_prediction(name):
     torch.manual_seed(0)
-    m = build(name, model_config(name), 16)
+    m = models.build(name, 16)
     x = (torch.rand(2, 6, 16, 16) > 0.8).float()
     a, _ = m.encode(x)
     mask = torch.ones(2, 6)
@@ -122,8 +115,9 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     assert any(r["protocol"] == "generation" for r in rows)
     readme = (out / "README.md").read_text()
     assert "How these numbers were made: by hand." in readme
-    assert (out / "figures" / "box.png").stat().st_size > 1000
-    assert (out / "videos" / "box-kvae.gif").exists() and (out / "index.html").exists()
+    (fig,) = (out / "figures").glob("box@*.png")  # tiny data, not the canonical box
+    assert fig.stat().st_size > 1000 and (out / "index.html").exists()
+    assert list((out / "videos").glob("box@*-kvae.gif"))
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == 4 and summary["problems"]
     kvae1 = next(r for r in summary["runs"] if r["model"] == "kvae" and r["seed"] == 1)
@@ -137,4 +131,4 @@ def test_evaluate_errors(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "empty")])
     assert r.exit_code == 1 and "not a run directory" in r.output
     r = CliRunner().invoke(main, ["benchmark", "--models", "kvae,gru"])
-    assert r.exit_code == 1 and "unknown model(s) gru" in r.output
+    assert r.exit_code == 1 and "unknown model 'gru'" in r.output

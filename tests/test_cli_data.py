@@ -54,7 +54,7 @@ def test_generate_records_params_and_metadata(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--env", "cube"), "Invalid value for '--env'"),
+    (("--env", "cube"), "unknown env 'cube'; valid: box"),
     (("--param", "nope=1"), "unknown parameter 'nope'"),
     (("--param", "gravity"), "expected key=value"),
     (("--param", "radius=big"), "radius='big': expected a number"),

@@ -1,15 +1,16 @@
 """KVAE shapes, the masked-step behaviour, and the ELBO estimators."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from kvae_bench import lgssm
-from kvae_bench.models import build, model_config
+from kvae_bench import lgssm, models
 
 
 def make(**opts):
     torch.manual_seed(0)
-    return build("kvae", model_config("kvae", opts), 16)
+    return models.build("kvae", 16, {"conv_precision": "float32", **opts})
 
 
 def batch(B=3, T=7, size=16, seed=0):
@@ -102,7 +103,7 @@ def test_sampled_elbo_equals_the_exact_one():
         # and so are the gradients: log p(a, z) - log p(z | a) = log p(a) for every z
         grads = []
         for elbo in ("sampled", "exact"):
-            m.config = model_config("kvae", {"elbo": elbo})
+            m.config = dataclasses.replace(m.config, elbo=elbo)
             m.zero_grad()
             f, dyn = m.filter(a, mask)
             m._lgssm_log_prob(a, mask, f, dyn, g).sum().backward(retain_graph=True)
@@ -133,14 +134,14 @@ def test_options_build_and_run():
         torch.testing.assert_close(f1.filtered_means, f2.filtered_means, atol=1e-5, rtol=1e-5)
         assert m.generate(x, 4, 3, sample=True).shape == (3, 3, 16, 16)
     with pytest.raises(ValueError, match="elbo must be one of"):
-        model_config("kvae", {"elbo": "guess"})
+        models.build("kvae", 16, {"elbo": "guess"})
     with pytest.raises(ValueError, match="unknown kvae option"):
-        model_config("kvae", {"dim_q": 3})
+        models.build("kvae", 16, {"dim_q": 3})
 
 
 def test_bf16_convs_keep_the_kalman_part_in_float32():
-    m = make()
-    m.conv_dtype = torch.bfloat16
+    m = make(conv_precision="bf16")
+    assert m.conv_dtype == torch.bfloat16
     mean, var = m.encode(batch())
     assert mean.dtype == torch.float32 and var.dtype == torch.float32
     f, *_ = m.filter(mean, torch.ones(3, 7))

@@ -16,19 +16,22 @@ from kvae_bench import references, rundir
 from kvae_bench.cli import main
 from kvae_bench.report import tidy
 
+BOX_FP = references.datasets_csv()["box"]["fingerprint"]  # the canonical box data
 RANDOM = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 PLANNING = (1, 3, 5, 7, 9, 11, 13, 15)
 STEPS = 16
 
 
 def fake_run(root: Path, dataset: str, model: str, seed: int, methods: tuple[str, ...],
-             scale: float, trivial: str = "walls", examples: bool = True) -> Path:
+             scale: float, trivial: str = "walls", examples: bool = True,
+             fingerprint: str | None = None, name: str | None = None) -> Path:
     """A run folder as `train` + `evaluate` leave it, with made-up scores: method i at level
     lvl scores scale * (1 + i) * (1 + lvl) / 100 + seed / 1e4."""
-    run = root / f"{model}-{dataset}-s{seed}"
+    fingerprint = fingerprint or (BOX_FP if dataset == "box" else "f" * 64)
+    run = root / (name or f"{model}-{dataset}-s{seed}")
     run.mkdir(parents=True)
     rundir.write_config(run, {"model": model, "model_config": {}, "train_config": {},
-                              "data": f"/data/{dataset}.h5", "data_fingerprint": "f" * 64,
+                              "data": f"/data/{dataset}.h5", "data_fingerprint": fingerprint,
                               "seed": seed})
 
     def score(i, lvl):
@@ -44,7 +47,7 @@ def fake_run(root: Path, dataset: str, model: str, seed: int, methods: tuple[str
                                  "hamming": 0.0234})
     rundir.write_metrics(run, {
         "run": str(run), "model": model, "env": dataset.split("-")[0], "dataset": dataset,
-        "seed": seed, "epoch": 2, "code_version": "abc123", "data_fingerprint": "f" * 64,
+        "seed": seed, "epoch": 2, "code_version": "abc123", "data_fingerprint": fingerprint,
         "mask_fingerprint": "m" * 64, "device": "cpu", "seconds": 6.0,
         "training": [{"device": "cpu", "epochs": 2, "seconds": 30.0}],
         "imputation": imputation, "trivial": trivial, "trivial_predictor": trivial_rows,
@@ -262,3 +265,42 @@ def test_page_in_a_real_browser(runs, tmp_path):
     (cell,) = result["cells"]
     assert cell.split(" ± ")[0] == f"{float(row['mean']):.4f}"
     assert (tmp_path / "page.png").stat().st_size > 1000
+
+
+def test_other_data_copies_and_odd_names_are_kept_apart(runs, tmp_path):
+    """A box run on other data is its own data set (no paper references); a copy of a run is
+    reported once; a name that is not a plain file name is refused."""
+    fake_run(runs, "box", "kvae", 0, ("filtered", "smoothed"), 0.9, fingerprint="e" * 64,
+             name="kvae-box-other-data")
+    import shutil
+
+    shutil.copytree(runs / "ae_rnn-box-s0", runs / "copies" / "ae_rnn-box-s0")
+    fake_run(runs, "../../escape", "kvae", 0, ("smoothed",), 0.5, name="odd")
+    out = tmp_path / "out"
+    r = report(runs, out)
+    assert r.exit_code == 0, r.output
+    rows = read_table(out)
+    assert {r["env"] for r in rows} == {"box", "box@eeeeeeee", "lava-2030"}
+    other = next(r for r in rows if r["env"] == "box@eeeeeeee" and r["model"] == "kvae"
+                 and r["method"] == "smoothed" and r["protocol"] == "random"
+                 and r["level"] == "0.5" and r["metric"] == "hamming")
+    assert other["n"] == "1"
+    readme = (out / "README.md").read_text()
+    section = readme[readme.index("## box@eeeeeeee"):readme.index("## lava-2030")]
+    assert "Fraccaro" not in section
+    assert "copies/ae_rnn-box-s0: skipped, the same data set, model and seed" in r.output
+    assert "is not a plain name" in r.output
+    assert not (tmp_path / "escape.png").exists() and not list(tmp_path.rglob("escape*"))
+
+
+def test_default_layout_and_an_interrupted_report(tmp_path, monkeypatch):
+    """`kvae-bench report` with its defaults (runs inside the report folder) works in a fresh
+    folder, and a folder a report started writing stays the report's."""
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "results" / "runs", "box", "kvae", 0, ("smoothed",), 0.5)
+    r = CliRunner().invoke(main, ["report"])
+    assert r.exit_code == 0, r.output
+    half = tmp_path / "half"
+    rundir.mark_report_dir(half)
+    (half / "figures").mkdir()
+    assert report(tmp_path / "results" / "runs", half).exit_code == 0

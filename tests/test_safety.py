@@ -112,6 +112,14 @@ def test_evaluate_finds_moved_data_by_fingerprint(tmp_path, monkeypatch):
                                   str(moved)])
     assert r.exit_code == 0, r.output
     assert json.loads((run / "metrics.json").read_text())["data"] == str(moved)
+    # resuming with the moved file: trained, evaluated on it, and the run remembers it
+    r = CliRunner().invoke(main, ["train", "--out", str(run), "--resume", "--epochs", "2",
+                                  "--data", str(moved), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"] == str(moved) and config["changes"][-1]["changed"]["epochs"] == 2
+    r = CliRunner().invoke(main, ["evaluate", str(run), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
 
 
 def test_quiet_silences_progress(tmp_path):

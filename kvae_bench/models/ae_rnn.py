@@ -19,8 +19,8 @@ from kvae_bench.models.nets import frame_log_likelihood
 
 
 class AERNN(CodeRNN):
-    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
-             vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
+             ) -> tuple[Tensor, dict[str, float]]:
         c = self.config
         a, _ = self.encode(x)
         pred, _, _ = self.predict(a.detach(), mask)
@@ -32,7 +32,7 @@ class AERNN(CodeRNN):
         pred_mask = mask[:, 1:]
         log_px_pred = (frame_log_likelihood(x[:, 1:], both[:, T:], c.likelihood, c.pixel_var)
                        * pred_mask).sum() / pred_mask.sum().clamp_min(1.0)
-        loss = -(log_px + (0.0 if vae_only else log_px_pred))
+        loss = -(log_px + log_px_pred)
         return loss, {"log_px": log_px.item(), "log_px_pred": log_px_pred.item()}
 
 

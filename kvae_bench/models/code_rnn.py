@@ -21,6 +21,7 @@ class CodeRNNConfig:
     pixel_var: float = 0.1
     noise_emission: float = 0.03  # cap of the encoder's variance (VAE-RNN)
     scale_reconstruction: float = 0.3  # weight of log p(x|a) in training (VAE-RNN)
+    conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
 
     def validate(self) -> None:
         if self.encoder not in ("conv", "mlp"):
@@ -32,12 +33,17 @@ class CodeRNNConfig:
 
 
 class CodeRNN(SequenceCodec, nn.Module):
-    """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1}. Subclasses define `loss`."""
+    """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1}. Subclasses define `loss`. Built as
+    Class(image_size=H, **options), options the fields of CodeRNNConfig."""
 
-    def __init__(self, config: CodeRNNConfig, image_size: int):
+    Config = CodeRNNConfig
+
+    def __init__(self, image_size: int, **options):
         super().__init__()
+        config = CodeRNNConfig(**options)
         config.validate()
         self.config = config
+        self._set_precision(config.conv_precision)
         self.encoder, self.decoder = build_autoencoder(config.encoder, image_size, config.dim_a,
                                                        config.noise_emission)
         for net in (self.encoder, self.decoder):

@@ -40,6 +40,7 @@ from kvae_bench.models.nets import (
     frame_log_likelihood,
     frame_mean,
 )
+from kvae_bench.models.protocol import EpochSchedule
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class KVAEConfig:
     dim_u: int = 0  # > 0: the network also outputs a control u_t, z_{t+1} = A_t z_t + B_t u_t
     elbo: str = "exact"  # exact | sampled (same value and gradients; exact is cheaper)
     scale_reconstruction: float = 0.3  # weight of log p(x|a) in training
+    conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
+    only_vae_epochs: int = 0  # first epochs: the VAE alone, N(0, I) prior on a
+    kf_update_steps: int = 10  # next epochs: VAE + A_k, C_k; the alpha network stays frozen
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")), ("likelihood", ("bernoulli", "gaussian")),
@@ -76,6 +80,8 @@ class KVAEConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.dim_u < 0:
             raise ValueError("dim_u must be >= 0")
+        if self.only_vae_epochs < 0 or self.kf_update_steps < 0:
+            raise ValueError("only_vae_epochs and kf_update_steps must be >= 0")
         for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -124,13 +130,18 @@ class DynamicsNetwork(nn.Module):
 
 
 class KVAE(SequenceCodec, nn.Module):
-    """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed)."""
+    """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed). Built as
+    KVAE(image_size=H, **options), options the fields of KVAEConfig."""
 
-    def __init__(self, config: KVAEConfig, image_size: int):
+    Config = KVAEConfig
+
+    def __init__(self, image_size: int, **options):
         super().__init__()
+        config = KVAEConfig(**options)
         config.validate()
         self.config = config
         c = config
+        self._set_precision(c.conv_precision)
         self.encoder, self.decoder = build_autoencoder(c.encoder, image_size, c.dim_a,
                                                        c.noise_emission)
         for net in (self.encoder, self.decoder):  # conv weights in the layout of the images
@@ -149,7 +160,18 @@ class KVAE(SequenceCodec, nn.Module):
         self.register_buffer("mu0", torch.zeros(c.dim_z))
         self.register_buffer("Sigma0", c.init_cov * torch.eye(c.dim_z))
 
-    # ---- parameter groups for the training schedule ----------------------------------------
+    # ---- the training schedule -------------------------------------------------------------
+
+    def epoch_schedule(self, epoch: int) -> EpochSchedule:
+        """The paper's schedule (epochs from 0): the VAE alone with an N(0, I) prior on a for
+        only_vae_epochs (A_k, C_k and the alpha network frozen), then kf_update_steps epochs
+        with the alpha network frozen, then everything."""
+        c, groups = self.config, self.param_groups()
+        if epoch < c.only_vae_epochs:
+            return EpochSchedule(groups["lgssm"] + groups["dynamics"], {"vae_only": True})
+        if epoch < c.only_vae_epochs + c.kf_update_steps:
+            return EpochSchedule(groups["dynamics"])
+        return EpochSchedule()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """vae: encoder + decoder; lgssm: A_k, C_k; dynamics: the alpha network."""

@@ -105,11 +105,32 @@ class MLPDecoder(nn.Module):
 ENCODERS = {"conv": (ConvEncoder, SubPixelDecoder), "mlp": (MLPEncoder, MLPDecoder)}
 
 
+PRECISIONS = {"bf16": torch.bfloat16, "float32": None}
+
+
 class SequenceCodec:
-    """Mixin for models with `self.encoder` and `self.decoder`: apply them frame by frame to
-    sequences, the conv layers under autocast to `self.conv_dtype` (None: no autocast)."""
+    """Mixin for models with `self.encoder`, `self.decoder` and `self.config` (with
+    `conv_precision` and `likelihood`): apply them frame by frame to sequences, the conv layers
+    under autocast to `self.conv_dtype` (None: no autocast); the protocol's optional `codes`
+    and `reconstruct`."""
 
     conv_dtype: torch.dtype | None = None
+
+    def _set_precision(self, conv_precision: str) -> None:
+        if conv_precision not in PRECISIONS:
+            raise ValueError(f"conv_precision must be one of {', '.join(PRECISIONS)}, got "
+                             f"{conv_precision!r}")
+        self.conv_dtype = PRECISIONS[conv_precision]
+
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """x (B, T, H, W) -> the mean codes (B, T, A), for the latent probe."""
+        return self.encode(x)[0]
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """x (B, T, H, W) -> each frame decoded from its own mean code, in [0, 1]."""
+        return frame_mean(self.decode(self.encode(x)[0]), self.config.likelihood)
 
     def _autocast(self, x: Tensor):
         return torch.autocast(x.device.type, dtype=self.conv_dtype or torch.bfloat16,

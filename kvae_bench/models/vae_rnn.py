@@ -18,8 +18,8 @@ from kvae_bench.models.nets import frame_log_likelihood
 
 
 class VAERNN(CodeRNN):
-    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
-             vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
+             ) -> tuple[Tensor, dict[str, float]]:
         c = self.config
         mean, var = self.encode(x)
         eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
@@ -28,10 +28,7 @@ class VAERNN(CodeRNN):
         log_px = (frame_log_likelihood(x, self.decode(a), c.likelihood, c.pixel_var)
                   * mask).sum() / frames
         log_qa = ((-0.5 * (torch.log(2 * math.pi * var) + eps**2)).sum(-1) * mask).sum() / frames
-        if vae_only:
-            prior_mean, prior_var = torch.zeros_like(a), torch.ones_like(a)
-        else:
-            prior_mean, prior_var, _ = self.predict(a, mask)
+        prior_mean, prior_var, _ = self.predict(a, mask)
         log_pa = (-0.5 * (torch.log(2 * math.pi * prior_var)
                           + (a - prior_mean) ** 2 / prior_var)).sum(-1)
         log_pa = (log_pa * mask).sum() / frames

@@ -1,7 +1,9 @@
 """Published numbers and claims as data, shipped with the package.
 
-    *.csv        reference values: env, model, method, protocol, level, metric, value, source,
-                 how (how the number was obtained, e.g. "read off the plot")
+    datasets.csv the canonical data sets and their fingerprints (kvae_bench.datasets)
+    *.csv        (the others) reference values: env, model, method, protocol, level,
+                 metric, value, source, how (how the number was obtained, e.g. "read off the
+                 plot")
     claims.toml  claims to check on our table (kinds documented in the file)
 
 A new reference or claim is a line of data, not code. Pure Python: no torch, no numpy.
@@ -37,7 +39,7 @@ def load_references() -> list[dict]:
     """Every reference row of every CSV file in this package, level parsed, value a float."""
     rows = []
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".csv"):
+        if not entry.name.endswith(".csv") or entry.name == "datasets.csv":
             continue
         with entry.open(newline="") as f:
             reader = csv.DictReader(f)
@@ -48,6 +50,13 @@ def load_references() -> list[dict]:
                 rows.append({**row, "level": parse_level(row["level"]),
                              "value": float(row["value"])})
     return rows
+
+
+def datasets_csv() -> dict[str, dict]:
+    """name -> row of datasets.csv: the canonical data sets (env, preset, sizes, seed and
+    the fingerprint of their arrays)."""
+    with resources.files(__package__).joinpath("datasets.csv").open(newline="") as f:
+        return {r["name"]: r for r in csv.DictReader(f)}
 
 
 def load_claims() -> list[dict]:

@@ -1,0 +1,2 @@
+"""An example kvae-bench model package (see model.py and the README's "Benchmark your own
+model")."""
