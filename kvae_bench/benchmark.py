@@ -31,7 +31,7 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile(2000, 200, 8, {"kvae": {"kf_update_steps": 2}},
+    "quick": Profile(2000, 200, 8, {"kvae": {"frozen_dynamics_epochs": 2}},
                      data_suffix="_quick", out="results/quick"),
     "paper": Profile(5000, 1000, 80),
 }

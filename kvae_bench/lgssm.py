@@ -274,19 +274,6 @@ def sample_posterior(smoothed: SmootherResult, generator: torch.Generator | None
     return torch.stack(z[::-1], 1)
 
 
-def sample_forward(z0: Tensor, A: Tensor, Q: Tensor, Bu: Tensor | None = None,
-                   generator: torch.Generator | None = None) -> Tensor:
-    """Sample the prior forward: z_{t+1} = A_t z_t + Bu_t + eps_t, eps_t ~ N(0, Q).
-    z0 (B, Z) is z at step 0; A (B, T, Z, Z); returns (B, T+1, Z) starting with z0."""
-    LQ = cholesky_jittered(Q)
-    z = [z0]
-    for t in range(A.shape[1]):
-        eps = torch.randn(z0.shape, dtype=z0.dtype, device=z0.device, generator=generator)
-        nxt = _mv(A[:, t], z[-1]) + _mv(LQ, eps)
-        z.append(nxt if Bu is None else nxt + Bu[:, t])
-    return torch.stack(z, 1)
-
-
 # ---- parallel (associative scan) forms --------------------------------------------------------
 
 

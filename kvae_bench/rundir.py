@@ -41,8 +41,11 @@ CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK = (
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._@+-]*")  # data set and model names: file names
 CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 2
 # v1 -> v2: training options that became model options, and the models that took them
-MOVED_TO_MODEL = {"conv_precision": ("kvae", "ae_rnn", "vae_rnn"),
-                  "only_vae_epochs": ("kvae",), "kf_update_steps": ("kvae",)}
+# (v1 name, v2 name, models that take it; others drop it)
+MOVED_TO_MODEL = (("conv_precision", "conv_precision", ("kvae", "ae_rnn", "vae_rnn")),
+                  ("only_vae_epochs", "only_vae_epochs", ("kvae",)),
+                  ("kf_update_steps", "frozen_dynamics_epochs", ("kvae",)))
+IGNORED_BY = {"ae_rnn": ("noise_emission", "scale_reconstruction")}  # v1 accepted, unused
 METRICS_SCHEMA, METRICS_VERSION = "kvae-bench/metrics", 2
 CHECKPOINT_VERSION = 1
 SUMMARY_SCHEMA, SUMMARY_VERSION = "kvae-bench/summary", 1
@@ -102,11 +105,13 @@ def read_config(run_dir: str | os.PathLike) -> dict:
         _check(isinstance(c.get(key), kind), path, f"{key!r} missing or not a {kind.__name__}")
     if version == 1:
         train, model = dict(c["train_config"]), dict(c["model_config"])
-        for key, owners in MOVED_TO_MODEL.items():
-            if key in train:
-                value = train.pop(key)
+        for old, new, owners in MOVED_TO_MODEL:
+            if old in train:
+                value = train.pop(old)
                 if c["model"] in owners:
-                    model[key] = value
+                    model[new] = value
+        for key in IGNORED_BY.get(c["model"], ()):
+            model.pop(key, None)
         c = {**c, "schema_version": CONFIG_VERSION, "train_config": train,
              "model_config": model}
     return c

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from kvae_bench.cli import main
 
-TINY = ["--set", "batch_size=8", "--set", "eval_limit=8", "--set", "kf_update_steps=0",
+TINY = ["--set", "batch_size=8", "--set", "eval_limit=8", "--set", "frozen_dynamics_epochs=0",
         "--set", "warmup_steps=2", "--epochs", "1", "--device", "cpu", "--no-evaluate"]
 
 

@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     for model in models.BUILTIN:
         for seed in (0, 1) if model == "kvae" else (0,):
             out = runs / f"{model}-box-s{seed}"
-            extra = ["--set", "kf_update_steps=0"] if model == "kvae" else []
+            extra = ["--set", "frozen_dynamics_epochs=0"] if model == "kvae" else []
             r = CliRunner().invoke(main, ["train", "--model", model, "--data", str(data),
                                           "--out", str(out), "--epochs", "1", "--seed",
                                           str(seed), "--device", "cpu", *OPTS, *extra])

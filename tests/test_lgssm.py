@@ -3,6 +3,8 @@ on the observed a's, in float64."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvae_bench import lgssm
 
@@ -199,15 +201,6 @@ def test_posterior_sample_has_smoothed_moments():
         assert torch.all((cov - full_cov).abs() < 6 * se_cov)
 
 
-def test_sample_forward_follows_the_dynamics():
-    gen = torch.Generator().manual_seed(0)
-    A = torch.eye(2).expand(1, 5, 2, 2) * 0.5
-    z = lgssm.sample_forward(torch.ones(1, 2), A, torch.zeros(2, 2) + 1e-30 * torch.eye(2),
-                             generator=gen)
-    assert z.shape == (1, 6, 2)
-    torch.testing.assert_close(z[0, :, 0], 0.5 ** torch.arange(6.0), atol=1e-10, rtol=0)
-
-
 def test_gradcheck_filter_smoother_sample():
     s = random_system(B=1, T=3, Z=2, A_dim=1, seed=5)
     s["mask"][0, 1] = 0
@@ -265,3 +258,79 @@ def test_shape_errors_are_clear():
     s["C"] = s["C"][:, :, :, :2]
     with pytest.raises(ValueError, match=r"C must have shape"):
         lgssm.kalman_filter(**s)
+
+
+# ---- properties, and the behaviours mutation testing found untested ------------------------
+
+
+@given(T=st.integers(1, 4), Z=st.integers(1, 3), A_dim=st.integers(1, 2),
+       seed=st.integers(0, 2**16), p_missing=st.sampled_from([0.0, 0.4, 1.0]),
+       control=st.booleans(), form=st.sampled_from(list(FILTERS)))
+@settings(max_examples=40, deadline=None)
+def test_filter_and_smoother_equal_the_joint_gaussian_for_any_small_system(
+        T, Z, A_dim, seed, p_missing, control, form):
+    """For random small systems, masks and lengths (T = 1 and 2 included), the filter's
+    log-likelihood and the smoother's moments equal the dense joint Gaussian's, and the
+    smoother's per-step arrays have T - 1 entries."""
+    torch.set_default_dtype(torch.float64)  # hypothesis runs outside the fixture's scope
+    kf, smoother = FILTERS[form]
+    s = random_system(B=2, T=T, Z=Z, A_dim=A_dim, seed=seed, control=control,
+                      p_missing=p_missing)
+    s["mask"] = (torch.rand(2, T, generator=torch.Generator().manual_seed(seed)) >= p_missing
+                 ).double()
+    f = kf(**s)
+    sm = smoother(s["A"], f)
+    for arr in (sm.smoothed_cross_covs, sm.gains, sm.backward_covs):
+        assert arr.shape == (2, T - 1, Z, Z)
+    for b in range(2):
+        mean, cov, ll = condition(s, b, T)
+        torch.testing.assert_close(f.log_likelihood[b], ll.reshape(()), atol=1e-8, rtol=1e-8)
+        torch.testing.assert_close(sm.smoothed_means[b].reshape(-1), mean, atol=1e-8, rtol=0)
+        for t in range(T):
+            torch.testing.assert_close(sm.smoothed_covs[b, t], block(cov, t, t, Z), atol=1e-8,
+                                       rtol=0)
+
+
+def test_gaussian_log_prob_is_the_normal_density():
+    mean = torch.tensor([1.0, -2.0])
+    cov = torch.tensor([[2.0, 0.3], [0.3, 0.5]])
+    x = torch.tensor([0.5, -1.0])
+    want = torch.distributions.MultivariateNormal(mean, cov).log_prob(x)
+    torch.testing.assert_close(lgssm.gaussian_log_prob(x, mean, torch.linalg.cholesky(cov)),
+                               want, atol=1e-12, rtol=0)
+
+
+def test_update_without_a_mask_observes_every_step():
+    s = random_system(B=2, T=1, Z=2, A_dim=1)
+    args = (s["mu0"], s["Sigma0"], s["a"][:, 0], s["C"][:, 0], s["R"])
+    free = lgssm.update(*args)
+    observed = lgssm.update(*args, mask=torch.ones(2))
+    for x, y in zip(free, observed):
+        torch.testing.assert_close(x, y)
+
+
+def test_cholesky_jittered_factors_singular_and_batched_matrices():
+    """A positive semi-definite matrix with a zero eigenvalue gets a factor; each matrix of a
+    batch (any leading shape) is jittered relative to its own scale."""
+    ones = torch.ones(2, 2)  # rank 1: plain Cholesky fails on it
+    with pytest.raises(torch.linalg.LinAlgError):
+        torch.linalg.cholesky(ones)
+    L = lgssm.cholesky_jittered(ones)
+    torch.testing.assert_close(L @ L.T, ones, atol=1e-12, rtol=0)
+    batch = torch.stack([ones, 1e12 * ones, ones, ones])[None].expand(3, 4, 2, 2)  # T != Z
+    L = lgssm.cholesky_jittered(batch)
+    assert L.shape == (3, 4, 2, 2)
+    torch.testing.assert_close(L[0, 0] @ L[0, 0].T, ones, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name,bad", [
+    ("a", lambda s: s["a"][0]), ("mask", lambda s: s["mask"][:, :-1]),
+    ("A", lambda s: s["A"][:, :, :1]), ("Q", lambda s: s["Q"][:1]), ("R", lambda s: s["R"][:1]),
+    ("mu0", lambda s: s["mu0"][:1]), ("Sigma0", lambda s: s["Sigma0"][:1]),
+    ("Bu", lambda s: s["Bu"][:, :-1])])
+@pytest.mark.parametrize("form", FILTERS)
+def test_every_argument_is_shape_checked_by_name(name, bad, form):
+    s = random_system()
+    s[name] = bad(s)
+    with pytest.raises(ValueError, match=rf"^{name} must"):
+        FILTERS[form][0](**s)

@@ -123,7 +123,7 @@ def test_example_package_through_its_entry_point(tmp_path):
     common = ["--data", "box.h5", "--epochs", "1", "--set", "batch_size=8", "--device", "cpu"]
     cli("train", "--model", "constant_velocity", "--out", "runs/cv", *common)
     cli("train", "--model", "kvae", "--out", "runs/kvae", *common, "--set", "eval_limit=8",
-        "--set", "kf_update_steps=0")
+        "--set", "frozen_dynamics_epochs=0")
     cli("report", "--runs", "runs", "--out", "report")
     rows = list(csv.DictReader(open(tmp_path / "report" / "table.csv")))
     planning = {(r["model"], r["method"]) for r in rows if r["protocol"] == "planning"}
@@ -146,7 +146,7 @@ def test_builtin_models_follow_the_protocol_and_say_their_schedule():
         model = models.build(spec, 16)
         assert isinstance(model, models.protocol.BenchmarkModel)
         assert callable(model.codes) and callable(model.reconstruct)
-    kvae = models.build("kvae", 16, {"only_vae_epochs": 1, "kf_update_steps": 2})
+    kvae = models.build("kvae", 16, {"only_vae_epochs": 1, "frozen_dynamics_epochs": 2})
     first, second, third = (kvae.epoch_schedule(e) for e in (0, 1, 3))
     dynamics = set(map(id, kvae.alpha_net.parameters()))
     assert first.loss_kwargs == {"vae_only": True} and id(kvae.A) in set(map(id, first.frozen))
@@ -167,3 +167,12 @@ def test_canonical_data_in_your_own_loop(tmp_path):
     assert batch[0].shape == (4, 20, 32, 32)
     with pytest.raises(Exception, match="unknown data set 'lava'"):
         Videos("lava", root=tmp_path)
+
+
+def test_an_option_a_model_ignores_is_rejected():
+    """AE-RNN has no encoder variance and no KL weight: setting them is an error, not a
+    silent no-op."""
+    with pytest.raises(ValueError, match="unknown ae_rnn option.*scale_reconstruction"):
+        models.build("ae_rnn", 16, {"scale_reconstruction": 0.5})
+    assert models.build("vae_rnn", 16, {"scale_reconstruction": 0.5}).config.\
+        scale_reconstruction == 0.5

@@ -2,7 +2,6 @@
 inside the walls (also at 64x64 and double speed), states[t] is what frame t shows, no frame
 is empty, sequences are deterministic and independent of each other."""
 
-import math
 
 import numpy as np
 import pytest
@@ -171,6 +170,10 @@ def test_params_parsing_and_errors():
 def test_substeps_bound_the_step_length():
     from simulators.base import substeps
 
-    assert substeps(15.0, 0.2, 0.25) == 12
-    assert substeps(0.0, 0.2, 0.25) == 1
-    assert math.ceil(30 * 0.2 / 0.25) == substeps(30.0, 0.2, 0.25)
+    assert substeps(15.0, 0.2, 0.25) == 12  # 3 px per frame in 0.25 px pieces
+    assert substeps(30.0, 0.2, 0.25) == 24
+    assert substeps(0.0, 0.2, 0.25) == 1  # at rest: one step
+    assert substeps(1.0, 0.2, 0.25) == 1  # 0.2 px fits in one
+    for speed in (0.3, 1.3, 7.7, 14.9, 52.0):  # each piece short enough, and no more pieces
+        n = substeps(speed, 0.2, 0.25)
+        assert speed * 0.2 / n <= 0.25 and (n == 1 or speed * 0.2 / (n - 1) > 0.25)

@@ -15,7 +15,7 @@ from kvae_bench.errors import UserError
 from kvae_bench.rundir import training_history
 from kvae_bench.train import train
 
-TINY = ["--set", "batch_size=16", "--set", "kf_update_steps=1", "--set", "eval_limit=16",
+TINY = ["--set", "batch_size=16", "--set", "frozen_dynamics_epochs=1", "--set", "eval_limit=16",
         "--no-evaluate"]
 
 
@@ -171,12 +171,12 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_data, tmp_path, mon
 
 @pytest.mark.slow
 def test_elbo_improves_on_a_small_box_set(tmp_path):
-    data = tmp_path / "box.h5"
     """About a minute on 2 cores: 1280 box videos, 8 epochs (320 steps)."""
+    data = tmp_path / "box.h5"
     r = CliRunner().invoke(main, ["generate", "--out", str(data), "--train", "1280", "--test",
                                   "128"])
     assert r.exit_code == 0
-    run = train(tmp_path / "run", "kvae", data, {"epochs": 8, "kf_update_steps": 3},
+    run = train(tmp_path / "run", "kvae", data, {"epochs": 8, "frozen_dynamics_epochs": 3},
                 progress=False, device="cpu")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     first, last = log[0]["test_elbo"], log[-1]["test_elbo"]

@@ -19,6 +19,10 @@ from kvae_bench.models.nets import frame_log_likelihood
 
 
 class AERNN(CodeRNN):
+    """Options: CodeRNNConfig (deterministic codes: no encoder variance, no KL weight)."""
+
+    Config = CodeRNNConfig
+
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
              ) -> tuple[Tensor, dict[str, float]]:
         c = self.config
@@ -36,4 +40,3 @@ class AERNN(CodeRNN):
         return loss, {"log_px": log_px.item(), "log_px_pred": log_px_pred.item()}
 
 
-AERNNConfig = CodeRNNConfig

@@ -14,13 +14,13 @@ from kvae_bench.models.nets import SequenceCodec, build_autoencoder, frame_mean
 
 @dataclass(frozen=True)
 class CodeRNNConfig:
+    """Options both baselines use (AE-RNN has exactly these)."""
+
     dim_a: int = 2
     units: int = 64  # LSTM units
     encoder: str = "conv"  # conv | mlp
     likelihood: str = "bernoulli"  # bernoulli | gaussian
-    pixel_var: float = 0.1
-    noise_emission: float = 0.03  # cap of the encoder's variance (VAE-RNN)
-    scale_reconstruction: float = 0.3  # weight of log p(x|a) in training (VAE-RNN)
+    pixel_var: float = 0.1  # Gaussian pixel variance
     conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
 
     def validate(self) -> None:
@@ -34,18 +34,18 @@ class CodeRNNConfig:
 
 class CodeRNN(SequenceCodec, nn.Module):
     """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1}. Subclasses define `loss`. Built as
-    Class(image_size=H, **options), options the fields of CodeRNNConfig."""
+    Class(image_size=H, **options), options the fields of the subclass's Config."""
 
     Config = CodeRNNConfig
 
     def __init__(self, image_size: int, **options):
         super().__init__()
-        config = CodeRNNConfig(**options)
+        config = self.Config(**options)
         config.validate()
         self.config = config
         self._set_precision(config.conv_precision)
         self.encoder, self.decoder = build_autoencoder(config.encoder, image_size, config.dim_a,
-                                                       config.noise_emission)
+                                                       getattr(config, "noise_emission", 0.03))
         for net in (self.encoder, self.decoder):
             net.to(memory_format=torch.channels_last)
         self.lstm = nn.LSTM(config.dim_a, config.units, batch_first=True)

@@ -67,7 +67,8 @@ class KVAEConfig:
     scale_reconstruction: float = 0.3  # weight of log p(x|a) in training
     conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
     only_vae_epochs: int = 0  # first epochs: the VAE alone, N(0, I) prior on a
-    kf_update_steps: int = 10  # next epochs: VAE + A_k, C_k; the alpha network stays frozen
+    frozen_dynamics_epochs: int = 10  # next epochs: VAE + A_k, C_k, the alpha network frozen
+    # (the 2017 code's kf_update_steps, which counts epochs)
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")), ("likelihood", ("bernoulli", "gaussian")),
@@ -80,8 +81,8 @@ class KVAEConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.dim_u < 0:
             raise ValueError("dim_u must be >= 0")
-        if self.only_vae_epochs < 0 or self.kf_update_steps < 0:
-            raise ValueError("only_vae_epochs and kf_update_steps must be >= 0")
+        if self.only_vae_epochs < 0 or self.frozen_dynamics_epochs < 0:
+            raise ValueError("only_vae_epochs and frozen_dynamics_epochs must be >= 0")
         for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -164,12 +165,12 @@ class KVAE(SequenceCodec, nn.Module):
 
     def epoch_schedule(self, epoch: int) -> EpochSchedule:
         """The paper's schedule (epochs from 0): the VAE alone with an N(0, I) prior on a for
-        only_vae_epochs (A_k, C_k and the alpha network frozen), then kf_update_steps epochs
+        only_vae_epochs (A_k, C_k and the alpha network frozen), then frozen_dynamics_epochs epochs
         with the alpha network frozen, then everything."""
         c, groups = self.config, self.param_groups()
         if epoch < c.only_vae_epochs:
             return EpochSchedule(groups["lgssm"] + groups["dynamics"], {"vae_only": True})
-        if epoch < c.only_vae_epochs + c.kf_update_steps:
+        if epoch < c.only_vae_epochs + c.frozen_dynamics_epochs:
             return EpochSchedule(groups["dynamics"])
         return EpochSchedule()
 

@@ -9,6 +9,7 @@ with one reparameterised sample of a. At a missing step the LSTM is fed its pred
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,7 +18,15 @@ from kvae_bench.models.code_rnn import CodeRNN, CodeRNNConfig
 from kvae_bench.models.nets import frame_log_likelihood
 
 
+@dataclass(frozen=True)
+class VAERNNConfig(CodeRNNConfig):
+    noise_emission: float = 0.03  # cap of the encoder's variance, as the KVAE's
+    scale_reconstruction: float = 0.3  # weight of log p(x|a) in training, as the KVAE's
+
+
 class VAERNN(CodeRNN):
+    Config = VAERNNConfig
+
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
              ) -> tuple[Tensor, dict[str, float]]:
         c = self.config
@@ -38,4 +47,3 @@ class VAERNN(CodeRNN):
                       "log_pa": log_pa.item()}
 
 
-VAERNNConfig = CodeRNNConfig
