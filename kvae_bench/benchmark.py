@@ -1,8 +1,26 @@
-"""`kvae-bench benchmark`: generate (if missing), train, evaluate and report, end to end.
+"""`kvae-bench benchmark`: the grid (data sets x models x seeds) generated, trained, evaluated
+and reported, on one of three executors:
 
-Finished runs are skipped, interrupted ones resumed, so the command can simply be run again.
+    local            one run after another in this process (the default)
+    local --jobs N   N runs at once, each in its own process (one machine, many cores or a GPU)
+    ray              every run a Ray task with declared resources (--cpus-per-run,
+                     --gpus-per-run, fractions allowed so that runs share a GPU), on a local Ray
+                     instance or a cluster (--address); needs `pip install kvae-bench[ray]`
+
+Data is generated once per data set, on the driver, before the runs that need it (a Ray task
+gets the file's bytes through the object store). A Ray task trains in --worker-dir on its node,
+where its checkpoint stays, and returns the run's small files (config, log, metrics, examples),
+which the driver writes under OUT/runs/: the driver's folder holds every result even when the
+workers share no file system.
+
+Re-runnable: a run whose metrics.json scores the profile's epochs on the same data (fingerprint)
+is skipped; an interrupted run resumes from its checkpoint where that is reachable (locally:
+its folder; on Ray: the same node's --worker-dir); a failed run is reported with its error and
+does not stop the others. The end prints done / skipped / failed and writes the report.
 
 Profiles:
+    smoke  64 + 16 videos, 1 epoch: every code path in about a minute on 2 cores, for trying
+           the suite and for tests
     quick  2000 + 200 videos, 8 epochs (a 156-step warm-up, as in the paper profile: a 62-step
            one left the AE-RNN at the average frame; the KVAE's dynamics network frozen for 2
            epochs instead of 10): minutes on 2 cores, to try the suite
@@ -11,13 +29,18 @@ Profiles:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import click
 
 from kvae_bench import rundir
 from kvae_bench.errors import UserError
+
+WORKER_DIR = Path("~/.cache/kvae-bench/ray-runs")  # on each Ray node: checkpoints, data
 
 
 @dataclass(frozen=True)
@@ -25,61 +48,259 @@ class Profile:
     n_train: int
     n_test: int
     epochs: int
+    train_options: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)  # model name -> its options
     data_suffix: str = ""
     out: str = "results"
 
 
 PROFILES = {
-    "quick": Profile(2000, 200, 8, {"kvae": {"frozen_dynamics_epochs": 2}},
+    "smoke": Profile(64, 16, 1, {"batch_size": 16, "warmup_steps": 2, "eval_limit": 16},
+                     {"kvae": {"frozen_dynamics_epochs": 0}}, data_suffix="_smoke",
+                     out="results/smoke"),
+    "quick": Profile(2000, 200, 8, model_options={"kvae": {"frozen_dynamics_epochs": 2}},
                      data_suffix="_quick", out="results/quick"),
     "paper": Profile(5000, 1000, 80),
 }
 
 
-def benchmark(env: str, models: list[str], seeds: list[int], profile: str = "quick",
-              device: str = "auto", workers: int | None = None, force: bool = False,
-              progress: bool = True) -> tuple[Path, list[str]]:
-    from kvae_bench.evaluate import evaluate
-    from kvae_bench.report import check_out_dir, report
-    from kvae_bench.train import train
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the grid: what to train, on which data, with which options."""
+
+    name: str  # its folder under OUT/runs/
+    env: str
+    model: str
+    seed: int
+    data: str  # the driver's data file
+    data_fingerprint: str
+    options: dict  # training and model options, epochs included
+
+
+def layout(profile: str, out: str | os.PathLike | None) -> tuple[Path, Path]:
+    """(report folder, runs folder) of a grid: --out DIR gives DIR and DIR/runs; the defaults
+    are the profile's folder and results/runs/PROFILE."""
+    if out is not None:
+        return Path(out), Path(out) / "runs"
+    return Path(PROFILES[profile].out), Path("results/runs") / profile
+
+
+def plan(envs: list[str], models: list[str], seeds: list[int], profile: str,
+         progress: bool = True) -> list[RunSpec]:
+    """The grid's runs; generates each data set's file (data/ENV[_suffix].h5) if missing."""
+    from kvae_bench.data import fingerprint
     from simulators.generate import generate
 
     prof = PROFILES[profile]
-    out, runs_root = Path(prof.out), Path("results/runs") / profile
-    check_out_dir(out, runs_root)  # before hours of training, not after
-    data = Path("data") / f"{env}{prof.data_suffix}.h5"
-    if not data.exists():
-        click.echo(f"generating {data}", err=True)
-        generate(data, env, n_train=prof.n_train, n_test=prof.n_test, workers=workers,
-                 progress=progress)
-    for seed in seeds:
-        for model in models:
-            run = runs_root / f"{model.rpartition(':')[2]}-{env}-s{seed}"
-            trained = rundir.checkpoint_epoch(run) >= prof.epochs
-            if trained and _evaluated(run, prof.epochs):
-                click.echo(f"{run}: done, skipped", err=True)
-                continue
-            if not trained:
-                resume = rundir.is_run(run)
-                click.echo(f"{run}: {'resuming' if resume else 'training'} {model}, seed {seed}",
-                           err=True)
-                options = {**prof.model_options.get(model, {}), "epochs": prof.epochs}
-                train(run, model, data, options, seed=seed, device=device, resume=resume,
-                      progress=progress)
-            click.echo(f"{run}: evaluating", err=True)
-            evaluate(run, device=device, progress=progress)
-    cmd = (f"kvae-bench benchmark --env {env} --models {','.join(models)} "
-           f"--seeds {','.join(map(str, seeds))} --profile {profile}")
-    return report(runs_root, out, commands=[cmd], force=force)
+    specs = []
+    for env in envs:
+        data = Path("data") / f"{env}{prof.data_suffix}.h5"
+        if not data.exists():
+            print(f"generating {data}", file=sys.stderr)
+            generate(data, env, n_train=prof.n_train, n_test=prof.n_test, progress=progress)
+        fp = fingerprint(data)
+        for seed in seeds:
+            for model in models:
+                options = {**prof.train_options, **prof.model_options.get(model, {}),
+                           "epochs": prof.epochs}
+                specs.append(RunSpec(f"{model.rpartition(':')[2]}-{env}-s{seed}", env, model,
+                                     seed, str(data), fp, options))
+    return specs
 
 
-def _evaluated(run: Path, epochs: int) -> bool:
-    """metrics.json exists, is readable and scores the finished run (not an earlier epoch)."""
+def finished(run: Path, spec: RunSpec) -> bool:
+    """metrics.json scores this spec's epochs on the same data, model and seed."""
     try:
-        return rundir.has_metrics(run) and rundir.read_metrics(run)["epoch"] >= epochs
+        config, metrics = rundir.read_config(run), rundir.read_metrics(run)
     except UserError:
         return False
+    return (config["data_fingerprint"] == spec.data_fingerprint == metrics.get("data_fingerprint")
+            and config["seed"] == spec.seed and metrics["epoch"] >= spec.options["epochs"]
+            and spec.model in (config["model"], config.get("model_target")))
+
+
+def headline(metrics: dict) -> str:
+    """One number for the progress line: the first method's Hamming at random p = 0.5."""
+    for r in metrics["imputation"]:
+        if r["protocol"] == "random" and abs(r["level"] - 0.5) < 1e-9:
+            return f"{r['method']} Hamming {r['hamming']:.4f} at p = 0.5"
+    return ""
+
+
+# ---- one run, wherever it executes -------------------------------------------------------------
+
+
+def execute(spec: RunSpec, run: Path, device: str, threads: int | None, progress: bool,
+            data: str | None = None, executor: str = "local") -> dict:
+    """Train (or resume) and evaluate one run in folder `run`; never raises: returns
+    {"name", "status": "done" | "failed", "minutes", "error"}."""
+    import torch
+
+    from kvae_bench.evaluate import evaluate
+    from kvae_bench.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    try:
+        resume = rundir.is_run(run)
+        train(run, None if resume else spec.model, data or spec.data, dict(spec.options),
+              seed=spec.seed, device=device, resume=resume, progress=False,
+              launched_by=f"kvae-bench benchmark, {executor} executor")
+        evaluate(run, device=device, progress=False, data=data or spec.data)
+        return {"name": spec.name, "status": "done", "minutes": (time.time() - t0) / 60}
+    except Exception as e:  # a failed run is reported, never stops the grid
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {"name": spec.name, "status": "failed", "minutes": (time.time() - t0) / 60,
+                "error": f"{type(e).__name__}: {message}"}
+
+
+def _local_job(args) -> dict:
+    """A --jobs worker process: one run in its folder under the driver's runs folder."""
+    spec, run, device, threads = args
+    return execute(spec, Path(run), device, threads, progress=False, executor="local --jobs")
+
+
+def _remote_run(spec_dict: dict, data_bytes: bytes, grid: str, worker_dir: str, device: str,
+                threads: int | None) -> dict:
+    """The Ray task: the data file from the driver's bytes (cached on this node by
+    fingerprint), the run in worker_dir/grid/NAME (its checkpoint stays there), and the run's
+    small files returned as bytes."""
+    from kvae_bench import runinfo
+
+    spec = RunSpec(**spec_dict)
+    root = Path(worker_dir).expanduser() / grid
+    data = root / "data" / f"{spec.data_fingerprint[:16]}.h5"
+    if not data.exists():
+        with runinfo.atomic_path(data) as tmp:
+            tmp.write_bytes(data_bytes)
+    run = root / spec.name
+    result = execute(spec, run, device, threads, progress=False, data=str(data), executor="ray")
+    result["files"] = {name: (run / name).read_bytes() for name in rundir.SMALL_FILES
+                       if (run / name).is_file()}
+    result["where"] = f"{socket.gethostname()}:{run}"
+    return result
+
+
+# ---- the grid -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # (name, error)
+
+
+def run_grid(specs: list[RunSpec], runs_root: Path, executor: str = "local", jobs: int = 1,
+             device: str = "auto", cpus_per_run: float | None = None,
+             gpus_per_run: float = 0.0, address: str | None = None,
+             worker_dir: str | os.PathLike = WORKER_DIR, progress: bool = True) -> Outcome:
+    """Run every spec not finished yet; returns what was done, skipped and failed."""
+    from tqdm import tqdm
+
+    outcome = Outcome()
+    todo = []
+    for spec in specs:
+        if finished(runs_root / spec.name, spec):
+            outcome.skipped.append(spec.name)
+        else:
+            todo.append(spec)
+    bar = tqdm(total=len(todo), unit="run", desc="benchmark", disable=None if progress else True,
+               file=sys.stderr)
+
+    def report_one(result: dict) -> None:
+        name = result["name"]
+        if result["status"] == "done":
+            outcome.done.append(name)
+            score = headline(rundir.read_metrics(runs_root / name))
+            line = f"done {name} in {result['minutes']:.1f} min: {score}"
+        else:
+            outcome.failed.append((name, result["error"]))
+            line = f"FAILED {name} after {result['minutes']:.1f} min: {result['error']}"
+        bar.update(1)
+        tqdm.write(line, file=sys.stderr)
+
+    threads = int(cpus_per_run) if cpus_per_run else None
+    if executor == "ray":
+        _run_on_ray(todo, runs_root, device, cpus_per_run or 1, gpus_per_run, address,
+                    worker_dir, threads or 1, report_one)
+    elif jobs > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(_local_job, (spec, str(runs_root / spec.name), device,
+                                                threads)) for spec in todo]
+            for f in concurrent.futures.as_completed(futures):
+                report_one(f.result())
+    else:
+        for spec in todo:
+            report_one(execute(spec, runs_root / spec.name, device, threads, progress))
+    bar.close()
+    return outcome
+
+
+def _run_on_ray(todo, runs_root, device, cpus, gpus, address, worker_dir, threads, report_one):
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray: pip install 'kvae-bench[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": os.cpu_count()}))
+    try:
+        task = ray.remote(_remote_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=2)
+        grid = hashlib.sha256(str(runs_root.resolve()).encode()).hexdigest()[:12]
+        data_refs = {}
+        pending = {}
+        for spec in todo:
+            if spec.data not in data_refs:  # each data set's bytes go out once
+                data_refs[spec.data] = ray.put(Path(spec.data).read_bytes())
+            ref = task.remote(asdict(spec), data_refs[spec.data], grid, str(worker_dir), device,
+                              threads)
+            pending[ref] = spec
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            spec = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except Exception as e:  # the task itself died (retries exhausted)
+                result = {"name": spec.name, "status": "failed", "minutes": 0.0,
+                          "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"}
+            for name, blob in result.pop("files", {}).items():
+                rundir.write_file(runs_root / spec.name, name, blob)
+            report_one(result)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def summary_lines(outcome: Outcome) -> list[str]:
+    lines = [f"{len(outcome.done)} done, {len(outcome.skipped)} skipped (finished before), "
+             f"{len(outcome.failed)} failed"]
+    lines += [f"failed: {name}: {error}" for name, error in outcome.failed]
+    return lines
+
+
+def headline_lines(out_dir: Path, datasets: list[str] | None = None) -> list[str]:
+    """The headline numbers for the terminal, one line per data set and level: every model
+    and method's Hamming at a few levels."""
+    rows = (rundir.read_summary(out_dir) or {}).get("rows", [])
+    picks = [("random", 0.5), ("random", 0.9), ("planning", 5), ("planning", 15)]
+    lines = []
+    for d in sorted({r["env"] for r in rows if datasets is None
+                     or r["env"].split("@")[0] in datasets}):
+        for protocol, level in picks:
+            cells = [f"{r['model']} {r['method']} {r['mean']:.4f}" for r in rows
+                     if r["env"] == d and r["protocol"] == protocol and r["metric"] == "hamming"
+                     and r["level"] is not None and float(r["level"]) == float(level)]
+            if cells:
+                lines.append(f"{d}, {protocol} {level}: " + ", ".join(cells))
+    return lines
 
 
 def parse_list(text: str, kind=str, name: str = "list") -> list:
@@ -101,19 +322,3 @@ def _parses(kind, text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def summary_lines(out_dir: Path, datasets: list[str] | None = None) -> list[str]:
-    """The headline numbers for the terminal, one line per data set and level: every model
-    and method's Hamming at a few levels."""
-    rows = (rundir.read_summary(out_dir) or {}).get("rows", [])
-    picks = [("random", 0.5), ("random", 0.9), ("planning", 5), ("planning", 15)]
-    lines = []
-    for d in sorted({r["env"] for r in rows if datasets is None or r["env"] in datasets}):
-        for protocol, level in picks:
-            cells = [f"{r['model']} {r['method']} {r['mean']:.4f}" for r in rows
-                     if r["env"] == d and r["protocol"] == protocol and r["metric"] == "hamming"
-                     and r["level"] is not None and float(r["level"]) == float(level)]
-            if cells:
-                lines.append(f"{d}, {protocol} {level}: " + ", ".join(cells))
-    return lines

@@ -325,22 +325,51 @@ def report_cmd(runs, out, force):
 
 
 @main.command("benchmark")
-@click.option("--env", help=f"Environment; its data is generated when missing ({ENV_HELP}).")
+@click.option("--env", help=f"Comma-separated environments; their data is generated when "
+                            f"missing ({ENV_HELP}).")
 @click.option("--models", help="Comma-separated models: registered names or "
                                "package.module:Class  [default: every registered model]")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds, e.g. 0,1,2.")
-@click.option("--profile", type=click.Choice(["quick", "paper"]), default="quick",
-              show_default=True, help="quick: minutes, to try the suite; paper: the full "
-                                      "protocol of the paper.")
+@click.option("--profile", type=click.Choice(["smoke", "quick", "paper"]), default="quick",
+              show_default=True, help="smoke: every code path in about a minute; quick: "
+                                      "minutes, to try the suite; paper: the paper's protocol.")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder of the grid's report; its runs go to OUT/runs  [default: results/"
+                   "quick with runs in results/runs/quick; paper: results, results/runs/paper]")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="local: this machine; ray: a Ray instance or cluster "
+                                      "(pip install 'kvae-bench[ray]').")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="local: runs at once, each in its own process.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0, min_open=True),
+              help="CPU threads of each run (ray: its declared CPUs)  [default: local: all "
+                   "cores / --jobs; ray: 1]")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="ray: GPUs declared per run; fractions share a GPU, e.g. 0.25.")
+@click.option("--address", help="ray: join this cluster (e.g. auto, or host:6379)  [default: "
+                                "start a local Ray instance and stop it at the end]")
+@click.option("--worker-dir", type=click.Path(path_type=Path),
+              default=Path("~/.cache/kvae-bench/ray-runs"), show_default=True,
+              help="ray: where each node keeps its runs' checkpoints and data.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--force", is_flag=True,
               help="Let the report replace one that covered runs that are missing now.")
 @user_errors
-def benchmark_cmd(env, models, seeds, profile, device, force):
-    """Generate, train, evaluate and report: the whole benchmark (re-runnable)."""
+def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run,
+                  gpus_per_run, address, worker_dir, device, force):
+    """Generate, train, evaluate and report a grid: data sets x models x seeds
+    (re-runnable: finished runs are skipped, interrupted ones resumed)."""
     from kvae_bench import models as registry
-    from kvae_bench.benchmark import benchmark, parse_list, summary_lines
+    from kvae_bench.benchmark import (
+        headline_lines,
+        layout,
+        parse_list,
+        plan,
+        run_grid,
+        summary_lines,
+    )
+    from kvae_bench.report import check_out_dir, report
 
     model_list = parse_list(models, name="--models") if models else list(registry.registered())
     for m in model_list:  # every name resolves before any work
@@ -348,21 +377,44 @@ def benchmark_cmd(env, models, seeds, profile, device, force):
             registry.resolve(m)
         except ValueError as e:
             raise UserError(str(e)) from None
-    env = _check_env(env)
+    envs = [_check_env(e) for e in (parse_list(env, name="--env") if env else [None])]
     seed_list = parse_list(seeds, int, name="--seeds")
     if any(s < 0 for s in seed_list):
         raise UserError(f"--seeds must be >= 0, got {seeds!r}")
+    if executor == "local" and (gpus_per_run or address):
+        raise UserError("--gpus-per-run and --address are for --executor ray")
+    if executor == "ray" and jobs > 1:
+        raise UserError("--jobs is for --executor local; Ray runs as many as fit")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install 'kvae-bench[ray]'") from None
     from kvae_bench.runinfo import choose_device
 
     choose_device(device)  # before any data is generated
-    out, problems = benchmark(env, model_list, seed_list, profile, device, force=force,
-                              progress=progress())
-    for p in problems:
-        click.echo(f"warning: {p}", err=True)
-    for line in summary_lines(out, [env]):
-        click.echo(line)
-    click.echo(f"results: {out / 'README.md'} (tables), {out / 'table.csv'}, "
-               f"{out / 'figures'}, {out / 'videos'}")
+    out_dir, runs_root = layout(profile, out)
+    check_out_dir(out_dir, runs_root)  # before hours of training, not after
+    specs = plan(envs, model_list, seed_list, profile, progress=progress())
+    outcome = run_grid(specs, runs_root, executor, jobs, device, cpus_per_run, gpus_per_run,
+                       address, worker_dir, progress=progress())
+    for line in summary_lines(outcome):
+        click.echo(line, err=True)
+    cmd = " ".join(["kvae-bench benchmark", f"--env {','.join(envs)}",
+                    f"--models {','.join(model_list)}",
+                    f"--seeds {','.join(map(str, seed_list))}", f"--profile {profile}",
+                    *([f"--out {out}"] if out else [])])
+    if outcome.done or outcome.skipped:
+        out_dir, problems = report(runs_root, out_dir, commands=[cmd], force=force)
+        for p in problems:
+            click.echo(f"warning: {p}", err=True)
+        for line in headline_lines(out_dir, envs):
+            click.echo(line)
+        click.echo(f"results: {out_dir / 'README.md'} (tables), {out_dir / 'index.html'}, "
+                   f"{out_dir / 'table.csv'}, {out_dir / 'figures'}, {out_dir / 'videos'}")
+    if outcome.failed:
+        raise UserError(f"{len(outcome.failed)} run(s) failed (listed above); rerun the same "
+                        "command to retry them")
 
 
 @main.command()

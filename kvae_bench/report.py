@@ -316,12 +316,18 @@ def _runs_table(runs: list[dict]) -> Table:
     for m in sorted(runs, key=lambda m: (m["model"], m["seed"])):
         trained = " + ".join(f"{s['device']} {s['epochs']} ep ({s['seconds'] / 60:.1f})"
                              for s in m["training"])
+        config = m.get("config") if isinstance(m.get("config"), dict) else {}
+        where = config.get("machine") if isinstance(config.get("machine"), dict) else {}
+        hardware = where.get("gpu") or f"{where.get('cpus', '?')} CPUs"
+        machine = f"{where.get('host', '')}: {hardware}" if where else ""
         rows.append([Path(m["run_dir"]).name, m["model"], str(m["seed"]), str(m["epoch"]),
                      trained, f"{m.get('device', '')} ({(m.get('seconds') or 0) / 60:.1f})",
+                     str(config.get("launched_by", "")), machine,
                      (m.get("code_version") or "")[:12],
                      (m.get("data_fingerprint") or "")[:12]])
     return Table(["run", "model", "seed", "epochs", "trained on (minutes)",
-                  "evaluated on (minutes)", "code", "data"], rows,
+                  "evaluated on (minutes)", "launched by", "machine (first epoch)", "code",
+                  "data"], rows,
                  "Runs: training minutes are the sum of the epochs' times in log.jsonl (a run "
                  "resumed on another machine lists each part).")
 

@@ -38,6 +38,7 @@ from kvae_bench.errors import UserError
 CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK = (
     "config.json", "log.jsonl", "ckpt.pt", "metrics.json", "examples.npz", "summary.json",
     ".kvae-bench-report")
+SMALL_FILES = (CONFIG, LOG, METRICS, EXAMPLES)  # what a run publishes (never its checkpoint)
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._@+-]*")  # data set and model names: file names
 CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 2
 # v1 -> v2: training options that became model options, and the models that took them
@@ -295,6 +296,15 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     m["training"] = training
     m["run_dir"] = str(Path(run_dir))
     return m
+
+
+def write_file(run_dir: str | os.PathLike, name: str, content: bytes) -> None:
+    """Write one of a run's small files (SMALL_FILES) as received, e.g. from a remote worker;
+    it is validated by its reader like any other."""
+    if name not in SMALL_FILES:
+        raise ValueError(f"{name!r} is not one of a run's small files {SMALL_FILES}")
+    with runinfo.atomic_path(Path(run_dir) / name, suffix=Path(name).suffix) as tmp:
+        tmp.write_bytes(content)
 
 
 def write_examples(run_dir: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

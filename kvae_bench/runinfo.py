@@ -139,6 +139,21 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")
 
 
+def machine() -> dict:
+    """Where a run executes: host name, CPU count and the GPU's name ("" without CUDA)."""
+    import socket
+
+    gpu = ""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return {"host": socket.gethostname(), "cpus": os.cpu_count() or 0, "gpu": gpu}
+
+
 def versions() -> dict[str, str]:
     """Versions of what a result depends on."""
     import platform

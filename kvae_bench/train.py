@@ -145,7 +145,7 @@ def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
 def train(run_dir: str | os.PathLike, model_name: str | None = None,
           data_path: str | os.PathLike | None = None, options: dict | None = None,
           seed: int | None = None, device: str = "auto", resume: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, launched_by: str = "kvae-bench train") -> Path:
     """Train `model_name` (default models.DEFAULT) on `data_path` (default DEFAULT_DATA) into
     run_dir.
 
@@ -198,7 +198,8 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             "data": str(Path(data_path).resolve()),
             "data_name": Path(data_path).name, "data_fingerprint": fingerprint(data_path),
             "seed": seed, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
-            "device": device, "created_utc": runinfo.utc_now()})
+            "device": device, "machine": runinfo.machine(), "launched_by": launched_by,
+            "created_utc": runinfo.utc_now()})
 
     torch.manual_seed(seed)
     model = models.build(spec, train_data.image_size, model_opts).to(device)

@@ -1,0 +1,117 @@
+"""The benchmark grid: the local executor, --jobs, and Ray on a two-node local cluster give the
+same runs; a second invocation skips everything; a run whose worker is killed is not lost."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kvae_bench import rundir
+from kvae_bench.benchmark import RunSpec, execute, plan, run_grid
+from kvae_bench.cli import main
+
+# CI installs Ray ('.[test,ray]'): there the tests must run; elsewhere they need it installed
+ray = __import__("ray") if os.environ.get("CI") else pytest.importorskip("ray")
+SCORES = ("imputation", "generation", "elbo", "trivial_predictor", "reconstruction_hamming")
+GRID = ["benchmark", "--profile", "smoke", "--env", "box,pong", "--models", "kvae,ae_rnn",
+        "--seeds", "0,1",
+        "--cpus-per-run", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    c.add_node(num_cpus=1)  # a second node on loopback
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def metrics_of(runs: Path) -> dict:
+    return {p.name: {k: json.loads((p / "metrics.json").read_text()).get(k) for k in SCORES}
+            for p in sorted(runs.iterdir())}
+
+
+def test_local_and_ray_give_the_same_runs_and_a_rerun_skips_them(tmp_path, monkeypatch,
+                                                                 cluster):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, [*GRID, "--out", "local"])
+    assert r.exit_code == 0, r.output
+    assert "8 done, 0 skipped (finished before), 0 failed" in r.output
+    r = CliRunner().invoke(main, [*GRID, "--out", "onray", "--executor", "ray", "--address",
+                                  cluster.address, "--worker-dir", str(tmp_path / "workers")])
+    assert r.exit_code == 0, r.output
+    local = metrics_of(tmp_path / "local" / "runs")
+    remote = metrics_of(tmp_path / "onray" / "runs")
+    assert len(local) == 8 and local == remote  # deterministic on CPU, wherever it ran
+    # the driver holds every run's small files; checkpoints stay with the workers
+    for run in (tmp_path / "onray" / "runs").iterdir():
+        assert sorted(p.name for p in run.iterdir()) == sorted(rundir.SMALL_FILES)
+    assert len(list((tmp_path / "workers").rglob("ckpt.pt"))) == 8
+    rows = (tmp_path / "onray" / "table.csv").read_text()
+    assert "pong@" in rows and "box@" in rows
+    r = CliRunner().invoke(main, [*GRID, "--out", "onray", "--executor", "ray", "--address",
+                                  cluster.address, "--worker-dir", str(tmp_path / "workers")])
+    assert r.exit_code == 0 and "0 done, 8 skipped (finished before), 0 failed" in r.output
+
+
+def test_jobs_run_side_by_side_with_the_same_results(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["benchmark", "--profile", "smoke", "--env", "box", "--models", "kvae,ae_rnn",
+            "--seeds", "0",
+            "--cpus-per-run", "1", "--device", "cpu"]
+    assert CliRunner().invoke(main, [*args, "--out", "one"]).exit_code == 0
+    r = CliRunner().invoke(main, [*args, "--out", "two", "--jobs", "2"])
+    assert r.exit_code == 0, r.output
+    assert metrics_of(tmp_path / "one" / "runs") == metrics_of(tmp_path / "two" / "runs")
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["kvae"], [0], "smoke", progress=False)
+    bad = RunSpec(**{**spec.__dict__, "name": "bad", "options": {**spec.options, "lr": -1.0}})
+    outcome = run_grid([bad, spec], tmp_path / "runs", device="cpu", cpus_per_run=1,
+                       progress=False)
+    assert outcome.done == [spec.name]
+    assert [name for name, _ in outcome.failed] == ["bad"] and "lr" in outcome.failed[0][1]
+
+
+def test_a_run_whose_ray_worker_is_killed_is_not_lost(tmp_path, monkeypatch, cluster):
+    """kill -9 the worker process in the middle of training: Ray retries the task, which
+    resumes from the checkpoint in --worker-dir, and the run ends with the same scores as
+    one that was never interrupted."""
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["kvae"], [0], "smoke", progress=False)
+    spec = RunSpec(**{**spec.__dict__, "options": {**spec.options, "epochs": 6}})
+    straight = execute(spec, tmp_path / "straight", "cpu", 1, progress=False)
+    assert straight["status"] == "done"
+    workers = tmp_path / "workers"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(outcome=run_grid(
+        [spec], tmp_path / "runs", "ray", device="cpu", cpus_per_run=1,
+        address=cluster.address, worker_dir=workers, progress=False)))
+    thread.start()
+    deadline = time.time() + 120
+    while not list(workers.rglob("ckpt.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    pids = subprocess.run(["pgrep", "-f", "ray::_remote_run"], capture_output=True,
+                          text=True).stdout.split()
+    assert pids, "no Ray worker ran the task"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    thread.join(timeout=300)
+    outcome = result["outcome"]
+    assert outcome.done == [spec.name] or outcome.failed  # resumed, or reported
+    if outcome.done:
+        got = metrics_of(tmp_path / "runs")[spec.name]
+        want = {k: json.loads((tmp_path / "straight" / "metrics.json").read_text()).get(k)
+                for k in SCORES}
+        assert got == want
