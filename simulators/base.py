@@ -108,6 +108,17 @@ def check_number(name: str, value, default) -> None:
             raise ValueError(f"{name} must hold finite numbers only, got {_show(value)}")
 
 
+def check_start_and_speeds(start_std: float, speed_min: float, speed_max: float) -> None:
+    """The start spread and the speed range U[speed_min, speed_max] of a ball."""
+    if not start_std >= 0:
+        raise ValueError(f"start_std must be >= 0, got {start_std:g}")
+    if not speed_min >= 0:
+        raise ValueError(f"speed_min must be >= 0, got {speed_min:g}")
+    if not speed_max >= speed_min:
+        raise ValueError(f"speed_max must be at least speed_min, got speed_min="
+                         f"{speed_min:g}, speed_max={speed_max:g}")
+
+
 def check_elasticity(elasticity: float) -> None:
     """Only perfectly elastic collisions keep the ball inside its walls. Chipmunk warm-starts
     each step with the last step's contact impulses times the ratio of the two step lengths; a

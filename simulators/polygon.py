@@ -18,6 +18,7 @@ from simulators.base import (
     add_ball,
     add_walls,
     check_elasticity,
+    check_start_and_speeds,
     format_value,
     new_space,
     random_velocity,
@@ -46,13 +47,7 @@ class PolygonParams(SimParams):
         super().check_values()
         if len(self.gravity) != 2:
             raise ValueError(f"gravity must be 2 numbers x,y, got {format_value(self.gravity)}")
-        if not self.start_std >= 0:
-            raise ValueError(f"start_std must be >= 0, got {self.start_std:g}")
-        if not self.speed_min >= 0:
-            raise ValueError(f"speed_min must be >= 0, got {self.speed_min:g}")
-        if not self.speed_max >= self.speed_min:
-            raise ValueError(f"speed_max must be at least speed_min, got speed_min="
-                             f"{self.speed_min:g}, speed_max={self.speed_max:g}")
+        check_start_and_speeds(self.start_std, self.speed_min, self.speed_max)
         check_elasticity(self.elasticity)
         self.check_walls()
 

@@ -21,6 +21,7 @@ from simulators.base import (
     add_ball,
     add_walls,
     check_elasticity,
+    check_start_and_speeds,
     new_space,
     random_velocity,
     substeps,
@@ -41,13 +42,7 @@ class PongParams(SimParams):
 
     def check_values(self) -> None:
         super().check_values()
-        if not self.start_std >= 0:
-            raise ValueError(f"start_std must be >= 0, got {self.start_std:g}")
-        if not self.speed_min >= 0:
-            raise ValueError(f"speed_min must be >= 0, got {self.speed_min:g}")
-        if not self.speed_max >= self.speed_min:
-            raise ValueError(f"speed_max must be at least speed_min, got speed_min="
-                             f"{self.speed_min:g}, speed_max={self.speed_max:g}")
+        check_start_and_speeds(self.start_std, self.speed_min, self.speed_max)
         hi = self.size - 6
         if not 2 <= self.paddle_length <= hi:
             raise ValueError(f"paddle_length must be in [2, size - 6] = [2, {hi}], "
