@@ -39,6 +39,7 @@ from pathlib import Path
 
 from kvae_bench import rundir
 from kvae_bench.errors import UserError
+from kvae_bench.models import BUILTIN
 
 WORKER_DIR = Path("~/.cache/kvae-bench/ray-runs")  # on each Ray node: checkpoints, data
 
@@ -87,25 +88,60 @@ def layout(profile: str, out: str | os.PathLike | None) -> tuple[Path, Path]:
 
 def plan(envs: list[str], models: list[str], seeds: list[int], profile: str,
          progress: bool = True) -> list[RunSpec]:
-    """The grid's runs; generates each data set's file (data/ENV[_suffix].h5) if missing."""
+    """The grid's runs (each data set, model and seed once; models by their resolved name);
+    generates each data set's file (data/ENV[_suffix].h5) if missing, and checks an existing
+    one is the profile's (env, sizes; the canonical fingerprint where one is recorded)."""
+    from kvae_bench import models as registry
     from kvae_bench.data import fingerprint
+    from kvae_bench.references import datasets_csv
     from simulators.generate import generate
 
     prof = PROFILES[profile]
-    specs = []
-    for env in envs:
+    specs = {m.name: m for m in map(registry.resolve, models)}  # one entry per model
+    canonical = datasets_csv()
+    runs = []
+    for env in dict.fromkeys(envs):
         data = Path("data") / f"{env}{prof.data_suffix}.h5"
         if not data.exists():
             print(f"generating {data}", file=sys.stderr)
             generate(data, env, n_train=prof.n_train, n_test=prof.n_test, progress=progress)
         fp = fingerprint(data)
-        for seed in seeds:
-            for model in models:
-                options = {**prof.train_options, **prof.model_options.get(model, {}),
+        _check_profile_data(data, env, prof, fp, canonical.get(data.stem, {}).get("fingerprint"))
+        for seed in dict.fromkeys(seeds):
+            for name, spec in specs.items():
+                options = {**prof.train_options, **prof.model_options.get(name, {}),
                            "epochs": prof.epochs}
-                specs.append(RunSpec(f"{model.rpartition(':')[2]}-{env}-s{seed}", env, model,
-                                     seed, str(data), fp, options))
-    return specs
+                runs.append(RunSpec(f"{name}-{env}-s{seed}", env, spec.target, seed, str(data),
+                                    fp, options))
+    return runs
+
+
+def _check_profile_data(data: Path, env: str, prof: Profile, fp: str, canonical: str | None):
+    from kvae_bench import h5io
+
+    meta = h5io.read_meta(data)
+    made = (meta["env"], meta["splits"]["train"]["n"], meta["splits"]["test"]["n"],
+            meta["steps"])
+    if made != (env, prof.n_train, prof.n_test, 20) or (canonical and fp != canonical):
+        raise UserError(f"{data} is not this profile's {env} data ({made[1]} + {made[2]} "
+                        f"sequences of {made[3]} frames, env {made[0]}"
+                        f"{', not the canonical file' if canonical and fp != canonical else ''}"
+                        f"): move it away and the benchmark generates it")
+
+
+def planned_ids(specs: list[RunSpec], runs_root: Path) -> set:
+    """(data set as the report names it, model, seed) of the grid's runs and of the runs
+    already under runs_root: what the report at the end will cover."""
+    from kvae_bench.references import datasets_csv
+    from kvae_bench.report import load_runs
+
+    canonical = {n: d["fingerprint"] for n, d in datasets_csv().items()}
+    ids = {(s.env if canonical.get(s.env) == s.data_fingerprint
+            else f"{s.env}@{s.data_fingerprint[:8]}", s.name.split(f"-{s.env}-s")[0], s.seed)
+           for s in specs}
+    if runs_root.is_dir():
+        ids |= {(m["dataset"], m["model"], m["seed"]) for m in load_runs(runs_root)[0]}
+    return ids
 
 
 def finished(run: Path, spec: RunSpec) -> bool:
@@ -116,7 +152,7 @@ def finished(run: Path, spec: RunSpec) -> bool:
         return False
     return (config["data_fingerprint"] == spec.data_fingerprint == metrics.get("data_fingerprint")
             and config["seed"] == spec.seed and metrics["epoch"] >= spec.options["epochs"]
-            and spec.model in (config["model"], config.get("model_target")))
+            and spec.model == (config.get("model_target") or BUILTIN.get(config["model"])))
 
 
 def headline(metrics: dict) -> str:
@@ -149,10 +185,16 @@ def execute(spec: RunSpec, run: Path, device: str, threads: int | None, progress
               launched_by=f"kvae-bench benchmark, {executor} executor")
         evaluate(run, device=device, progress=False, data=data or spec.data)
         return {"name": spec.name, "status": "done", "minutes": (time.time() - t0) / 60}
-    except Exception as e:  # a failed run is reported, never stops the grid
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except BaseException as e:  # a failed run is reported, never stops the grid (Ctrl-C does)
+        if isinstance(e, KeyboardInterrupt):
+            raise
         return {"name": spec.name, "status": "failed", "minutes": (time.time() - t0) / 60,
-                "error": f"{type(e).__name__}: {message}"}
+                "error": first_line(e)}
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
 
 
 def _local_job(args) -> dict:
@@ -212,8 +254,12 @@ def run_grid(specs: list[RunSpec], runs_root: Path, executor: str = "local", job
     def report_one(result: dict) -> None:
         name = result["name"]
         if result["status"] == "done":
+            try:
+                score = headline(rundir.read_metrics(runs_root / name))
+            except UserError as e:
+                result = {**result, "status": "failed", "error": str(e)}
+        if result["status"] == "done":
             outcome.done.append(name)
-            score = headline(rundir.read_metrics(runs_root / name))
             line = f"done {name} in {result['minutes']:.1f} min: {score}"
         else:
             outcome.failed.append((name, result["error"]))
@@ -232,10 +278,15 @@ def run_grid(specs: list[RunSpec], runs_root: Path, executor: str = "local", job
         threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_local_job, (spec, str(runs_root / spec.name), device,
-                                                threads)) for spec in todo]
+            futures = {pool.submit(_local_job, (spec, str(runs_root / spec.name), device,
+                                                threads)): spec for spec in todo}
             for f in concurrent.futures.as_completed(futures):
-                report_one(f.result())
+                try:
+                    result = f.result()
+                except Exception as e:  # the worker process died (e.g. os._exit in a model)
+                    result = {"name": futures[f].name, "status": "failed", "minutes": 0.0,
+                              "error": f"its process died ({first_line(e)})"}
+                report_one(result)
     else:
         for spec in todo:
             report_one(execute(spec, runs_root / spec.name, device, threads, progress))
@@ -250,9 +301,21 @@ def _run_on_ray(todo, runs_root, device, cpus, gpus, address, worker_dir, thread
         raise UserError("--executor ray needs Ray: pip install 'kvae-bench[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 **({} if address else {"num_cpus": os.cpu_count()}))
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({} if address else {"num_cpus": os.cpu_count()}))
+        except Exception as e:
+            raise UserError(f"cannot start or join Ray ({first_line(e)}): check --address, or "
+                            "start a cluster with `ray start --head`") from None
     try:
+        fits = [n for n in ray.nodes() if n.get("Alive")
+                and n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus]
+        if not fits:
+            raise UserError(f"no Ray node has {cpus:g} CPUs and {gpus:g} GPUs for a run (nodes: "
+                            + "; ".join(f"{n['Resources'].get('CPU', 0):g} CPUs, "
+                                        f"{n['Resources'].get('GPU', 0):g} GPUs"
+                                        for n in ray.nodes() if n.get("Alive"))
+                            + "): lower --cpus-per-run or --gpus-per-run")
         task = ray.remote(_remote_run).options(num_cpus=cpus, num_gpus=gpus, max_retries=2)
         grid = hashlib.sha256(str(runs_root.resolve()).encode()).hexdigest()[:12]
         data_refs = {}
@@ -270,7 +333,7 @@ def _run_on_ray(todo, runs_root, device, cpus, gpus, address, worker_dir, thread
                 result = ray.get(ready[0])
             except Exception as e:  # the task itself died (retries exhausted)
                 result = {"name": spec.name, "status": "failed", "minutes": 0.0,
-                          "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"}
+                          "error": first_line(e)}
             for name, blob in result.pop("files", {}).items():
                 rundir.write_file(runs_root / spec.name, name, blob)
             report_one(result)

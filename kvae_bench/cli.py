@@ -366,10 +366,11 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
         layout,
         parse_list,
         plan,
+        planned_ids,
         run_grid,
         summary_lines,
     )
-    from kvae_bench.report import check_out_dir, report
+    from kvae_bench.report import check_no_runs_lost, check_out_dir, report
 
     model_list = parse_list(models, name="--models") if models else list(registry.registered())
     for m in model_list:  # every name resolves before any work
@@ -394,8 +395,13 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
 
     choose_device(device)  # before any data is generated
     out_dir, runs_root = layout(profile, out)
-    check_out_dir(out_dir, runs_root)  # before hours of training, not after
-    specs = plan(envs, model_list, seed_list, profile, progress=progress())
+    previous = check_out_dir(out_dir, runs_root)  # before hours of training, not after
+    try:
+        specs = plan(envs, model_list, seed_list, profile, progress=progress())
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not force:
+        check_no_runs_lost(previous, planned_ids(specs, runs_root), out_dir)
     outcome = run_grid(specs, runs_root, executor, jobs, device, cpus_per_run, gpus_per_run,
                        address, worker_dir, progress=progress())
     for line in summary_lines(outcome):
@@ -413,8 +419,8 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
         click.echo(f"results: {out_dir / 'README.md'} (tables), {out_dir / 'index.html'}, "
                    f"{out_dir / 'table.csv'}, {out_dir / 'figures'}, {out_dir / 'videos'}")
     if outcome.failed:
-        raise UserError(f"{len(outcome.failed)} run(s) failed (listed above); rerun the same "
-                        "command to retry them")
+        raise UserError(f"{len(outcome.failed)} run(s) failed (listed above with their errors);"
+                        " fix the cause and rerun the same command: finished runs are skipped")
 
 
 @main.command()

@@ -455,6 +455,16 @@ def check_out_dir(out_dir: Path, runs_dir: Path | None = None) -> dict | None:
     return previous
 
 
+def check_no_runs_lost(previous: dict | None, ids: set, out_dir: Path) -> None:
+    """Refuse to replace a report that covered runs (data set, model, seed) not in `ids`."""
+    lost = sorted({_run_id(r) for r in (previous or {}).get("runs", [])} - ids, key=str)
+    if lost:
+        shown = ", ".join(f"{d}/{m}/s{s}" for d, m, s in lost[:5])
+        raise UserError(f"{out_dir} reports {len(lost)} run(s) that would be missing "
+                        f"({shown}{', ...' if len(lost) > 5 else ''}): pass --force to replace "
+                        "it with fewer runs, or report into another folder")
+
+
 def _run_id(r: dict) -> tuple:
     return (r.get("dataset") or r.get("env"), r.get("model"), r.get("seed"))
 
@@ -475,14 +485,8 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
         detail = f" ({len(problems)} unreadable or not evaluated: {problems[0]})" \
             if problems else ""
         raise UserError(f"no readable run under {runs_dir}{detail}; nothing written")
-    if previous and not force:
-        now = {_run_id({**m, "dataset": m["dataset"]}) for m in metrics}
-        lost = sorted({_run_id(r) for r in previous.get("runs", [])} - now, key=str)
-        if lost:
-            shown = ", ".join(f"{d}/{m}/s{s}" for d, m, s in lost[:5])
-            raise UserError(f"{out_dir} reports {len(lost)} run(s) that {runs_dir} does not "
-                            f"hold readable ({shown}{', ...' if len(lost) > 5 else ''}): pass "
-                            "--force to replace it with fewer runs, or point --runs at them")
+    if not force:
+        check_no_runs_lost(previous, {_run_id(m) for m in metrics}, out_dir)
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
     return out_dir, problems
 

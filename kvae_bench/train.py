@@ -330,22 +330,62 @@ def _accepts(fn, name: str) -> bool:
 
 
 def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> None:
-    """The data must be long enough for the protocol and the model must fit its frames: one
-    forward pass on one sequence, before any folder is made."""
+    """Before any folder is made: the data is long enough for the protocol, and the model
+    builds, has parameters, and keeps the protocol on two sequences: loss a finite scalar with
+    float logs, impute a dict of (B, T, H, W), generate (B, steps, H, W)."""
     T = data.frames.shape[1]
     need = max(masks.T_INIT, tcfg.t_init) + 1
     if T < need:
         raise UserError(f"{T} frames per sequence are too few: the benchmark observes "
                         f"{need - 1} and predicts the rest; generate data with --steps 20")
-    x = (data.frames[:1] > 127).float()
+    x = (data.frames[:2] > 127).float()  # (B, T, H, W), B = 2 to catch broadcasting
+    mask = torch.ones(x.shape[:2])
+    size = f"{data.image_size}x{data.image_size}"
     try:
         model = models.build(spec, data.image_size, model_opts)
+    except Exception as e:
+        raise UserError(f"{spec.name} cannot be built for frames of {size} with options "
+                        f"{model_opts} ({_first_line(e)})") from None
+    if not list(model.parameters()):
+        raise UserError(f"{spec.name} has no parameters to train: the training loop fits every "
+                        "model with Adam; give it at least one nn.Parameter")
+    problems = []
+    try:
         with torch.no_grad():
-            out = model.impute(x, torch.ones(x.shape[:2]))
-        bad = [k for k, v in out.items() if tuple(v.shape) != tuple(x.shape)]
-    except (RuntimeError, ValueError) as e:
-        bad = [str(e).splitlines()[0][:80]]
-    if bad:
-        raise UserError(f"{spec.name} does not fit frames of {data.image_size}x"
-                        f"{data.image_size} ({'; '.join(bad)}): generate data with --size 32 "
-                        "(the conv models need a multiple of 8)")
+            loss, logs = model.loss(x, mask)
+            if not (torch.is_tensor(loss) and loss.numel() == 1):
+                problems.append("loss must return a scalar tensor")
+            bad_logs = [k for k, v in logs.items() if not _is_float(v)]
+            if bad_logs:
+                problems.append(f"loss logs must be floats, not {', '.join(bad_logs)}")
+            out = model.impute(x, mask)
+            if not isinstance(out, dict) or not out:
+                problems.append("impute must return {method: (B, T, H, W)}")
+            else:
+                problems += [f"impute[{k!r}] has shape {tuple(v.shape)}, not {tuple(x.shape)}"
+                             for k, v in out.items() if tuple(v.shape) != tuple(x.shape)]
+            gen = model.generate(x, masks.T_INIT, T - masks.T_INIT)
+            want = (2, T - masks.T_INIT, *x.shape[2:])
+            if not torch.is_tensor(gen) or tuple(gen.shape) != want:
+                problems.append(f"generate must return {want}, got "
+                                f"{tuple(gen.shape) if torch.is_tensor(gen) else type(gen)}")
+    except Exception as e:
+        problems.append(_first_line(e))
+    if problems:
+        hint = " (the built-in conv models need a frame size that is a multiple of 8)" \
+            if data.image_size % 8 else ""
+        raise UserError(f"{spec.name} does not keep the model protocol on frames of {size}: "
+                        f"{'; '.join(problems)}{hint}")
+
+
+def _is_float(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__

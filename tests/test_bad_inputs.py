@@ -112,7 +112,7 @@ CASES = [
     ("inspect data/box.h5 --gif afile/x.gif", 1, "afile is a file"),
     ("train --data data/missing.h5 --out runs/new", 1, "kvae-bench generate"),
     ("train --data data/short.h5 --out runs/new", 1, "too few"),
-    ("train --data data/odd.h5 --out runs/new", 1, "does not fit frames of 17x17"),
+    ("train --data data/odd.h5 --out runs/new", 1, "for frames of 17x17"),
     ("train --data data/corrupt.h5 --out runs/new", 1, "damaged"),
     ("train --data data/box.h5 --out runs/new --set lr=inf", 1, "finite"),
     ("train --data data/box.h5 --out runs/new --set lr=fast", 1, "expected float"),

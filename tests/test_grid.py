@@ -115,3 +115,33 @@ def test_a_run_whose_ray_worker_is_killed_is_not_lost(tmp_path, monkeypatch, clu
         want = {k: json.loads((tmp_path / "straight" / "metrics.json").read_text()).get(k)
                 for k in SCORES}
         assert got == want
+
+
+def test_a_grid_names_each_model_once_and_refuses_impossible_resources(tmp_path, monkeypatch,
+                                                                       cluster):
+    """A built-in given by path is the same model (same name, same profile options), repeated
+    items run once; a run no Ray node can hold is refused before any work."""
+    monkeypatch.chdir(tmp_path)
+    specs = plan(["box", "box"], ["kvae", "kvae_bench.models.kvae:KVAE"], [0, 0], "smoke",
+                 progress=False)
+    assert [s.name for s in specs] == ["kvae-box-s0"]
+    assert specs[0].options["frozen_dynamics_epochs"] == 0
+    r = CliRunner().invoke(main, ["benchmark", "--profile", "smoke", "--env", "box", "--models",
+                                  "ae_rnn", "--executor", "ray", "--address", cluster.address,
+                                  "--gpus-per-run", "0.25", "--device", "cpu", "--out", "g"])
+    assert r.exit_code == 1 and "no Ray node has 1 CPUs and 0.25 GPUs" in r.output
+
+
+def test_a_grid_never_replaces_a_fuller_report_unless_forced(tmp_path, monkeypatch):
+    """Checked before any training: the folder's previous report covered a run that this grid
+    would not have."""
+    from test_report import fake_run
+
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "old" / "runs", "box", "vae_rnn", 7, ("imputed",), 0.5)
+    assert CliRunner().invoke(main, ["report", "--runs", "old/runs", "--out", "g"]).exit_code == 0
+    args = ["benchmark", "--profile", "smoke", "--env", "box", "--models", "ae_rnn", "--device",
+            "cpu", "--out", "g"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "box/vae_rnn/s7" in r.output and "--force" in r.output
+    assert not (tmp_path / "g" / "runs").exists()  # nothing trained

@@ -47,6 +47,29 @@ class Minimal(nn.Module):
         return torch.sigmoid(self.logit).expand(x.shape[0], steps, *x.shape[2:])
 
 
+class Impostor(Minimal):
+    name = "kvae"  # a built-in's name: its rows would mix with the KVAE's
+
+
+class NoParams(nn.Module):
+    def __init__(self, image_size):
+        super().__init__()
+
+    def loss(self, x, mask):
+        return x.mean(), {}
+
+    def impute(self, x, mask):
+        return {"x": x}
+
+    def generate(self, x, n_observed, steps):
+        return x[:, :steps]
+
+
+class WrongShape(Minimal):
+    def generate(self, x, n_observed, steps):
+        return super().generate(x, n_observed, steps)[:1]
+
+
 class NoGenerate(nn.Module):
     def loss(self, x, mask):
         return x.sum(), {}
@@ -176,3 +199,17 @@ def test_an_option_a_model_ignores_is_rejected():
         models.build("ae_rnn", 16, {"scale_reconstruction": 0.5})
     assert models.build("vae_rnn", 16, {"scale_reconstruction": 0.5}).config.\
         scale_reconstruction == 0.5
+
+
+@pytest.mark.parametrize("model,message", [
+    ("tinymodel:Impostor", "is the registered model"),
+    ("tinymodel:NoParams", "has no parameters to train"),
+    ("tinymodel:WrongShape", "generate must return (2, 4, 16, 16)"),
+    ("tinymodel:Nothing", "has no class 'Nothing'"),
+    ("tinymodel:NoGenerate", "lacks generate"),
+])
+def test_careless_models_fail_before_any_work_in_one_line(plugin_path, model, message):
+    r = CliRunner().invoke(main, ["train", "--model", model, "--data", "box.h5", "--out",
+                                  "runs/careless"])
+    assert r.exit_code == 1 and message in r.output and r.output.count("\n") == 1, r.output
+    assert not (plugin_path / "runs" / "careless").exists()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from kvae_bench.models.protocol import missing_methods
+from kvae_bench.rundir import SAFE_NAME
 
 ENTRY_POINT_GROUP = "kvae_bench.models"
 DEFAULT = "kvae"  # what `train` trains when no --model is given
@@ -76,21 +77,24 @@ class ModelSpec:
 
 def resolve(name: str) -> ModelSpec:
     """The model called `name` (a registered name or module:Class). ValueError names what is
-    wrong: unknown name (with the valid ones), not importable, or a missing core method."""
+    wrong: unknown name (with the valid ones), not importable, a missing core method, or a
+    table name that is not a plain name or is another registered model's."""
     known = registered()
+    by_target = {target: n for n, target in known.items()}
     if name in known:
         target, display = known[name], name
     elif ":" in name:
-        target, display = name, name.rpartition(":")[2]
+        target, display = name, by_target.get(name)
     else:
         raise ValueError(f"unknown model {name!r}; valid: {', '.join(known)} or "
                          "package.module:Class")
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"model {name!r}: cannot import {module_name} ({e}); is it installed "
-                         "or on PYTHONPATH?") from None
+    except Exception as e:  # ImportError, or any error raised while importing it
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"model {name!r}: cannot import {module_name} ({type(e).__name__}: "
+                         f"{reason}); is it installed or on PYTHONPATH?") from None
     cls = getattr(module, attr, None)
     if not isinstance(cls, type):
         raise ValueError(f"model {name!r}: {module_name} has no class {attr!r}")
@@ -98,8 +102,15 @@ def resolve(name: str) -> ModelSpec:
     if missing:
         raise ValueError(f"model {name!r} ({target}) lacks {', '.join(missing)}: a model needs "
                          "loss(x, mask), impute(x, mask) and generate(x, n_observed, steps)")
-    return ModelSpec(getattr(cls, "name", display) if name not in known else display,
-                     target, cls, _options(cls))
+    if display is None:  # from outside: the class's own `name`, else the class name
+        display = getattr(cls, "name", attr)
+        if not isinstance(display, str) or not SAFE_NAME.fullmatch(display):
+            raise ValueError(f"model {name!r}: its name {display!r} is not a plain name "
+                             "(letters, digits, . _ @ + -): set the class attribute `name`")
+        if display in known:
+            raise ValueError(f"model {name!r}: its name {display!r} is the registered model "
+                             f"{known[display]}'s: give the class another `name`")
+    return ModelSpec(display, target, cls, _options(cls))
 
 
 def _options(cls: type) -> dict:
