@@ -71,7 +71,8 @@ class RunSpec:
 
     name: str  # its folder under OUT/runs/
     env: str
-    model: str
+    model: str  # module:Class
+    model_name: str  # its name in the tables
     seed: int
     data: str  # the driver's data file
     data_fingerprint: str
@@ -111,8 +112,8 @@ def plan(envs: list[str], models: list[str], seeds: list[int], profile: str,
             for name, spec in specs.items():
                 options = {**prof.train_options, **prof.model_options.get(name, {}),
                            "epochs": prof.epochs}
-                runs.append(RunSpec(f"{name}-{env}-s{seed}", env, spec.target, seed, str(data),
-                                    fp, options))
+                runs.append(RunSpec(f"{name}-{env}-s{seed}", env, spec.target, name, seed,
+                                    str(data), fp, options))
     return runs
 
 
@@ -132,12 +133,12 @@ def _check_profile_data(data: Path, env: str, prof: Profile, fp: str, canonical:
 def planned_ids(specs: list[RunSpec], runs_root: Path) -> set:
     """(data set as the report names it, model, seed) of the grid's runs and of the runs
     already under runs_root: what the report at the end will cover."""
-    from kvae_bench.references import datasets_csv
-    from kvae_bench.report import load_runs
+    from kvae_bench.report import dataset_label, load_runs
 
-    canonical = {n: d["fingerprint"] for n, d in datasets_csv().items()}
-    ids = {(s.env if canonical.get(s.env) == s.data_fingerprint
-            else f"{s.env}@{s.data_fingerprint[:8]}", s.name.split(f"-{s.env}-s")[0], s.seed)
+    fingerprints = {}
+    for s in specs:
+        fingerprints.setdefault(s.env, set()).add(s.data_fingerprint)
+    ids = {(dataset_label(s.env, s.data_fingerprint, fingerprints[s.env]), s.model_name, s.seed)
            for s in specs}
     if runs_root.is_dir():
         ids |= {(m["dataset"], m["model"], m["seed"]) for m in load_runs(runs_root)[0]}

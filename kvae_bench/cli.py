@@ -373,11 +373,6 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     from kvae_bench.report import check_no_runs_lost, check_out_dir, report
 
     model_list = parse_list(models, name="--models") if models else list(registry.registered())
-    for m in model_list:  # every name resolves before any work
-        try:
-            registry.resolve(m)
-        except ValueError as e:
-            raise UserError(str(e)) from None
     envs = [_check_env(e) for e in (parse_list(env, name="--env") if env else [None])]
     seed_list = parse_list(seeds, int, name="--seeds")
     if any(s < 0 for s in seed_list):
@@ -396,7 +391,7 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     choose_device(device)  # before any data is generated
     out_dir, runs_root = layout(profile, out)
     previous = check_out_dir(out_dir, runs_root)  # before hours of training, not after
-    try:
+    try:  # models resolve before any data is generated
         specs = plan(envs, model_list, seed_list, profile, progress=progress())
     except ValueError as e:
         raise UserError(str(e)) from None

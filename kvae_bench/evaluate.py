@@ -153,8 +153,8 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
         "generation": generation, "examples": {"mask": list(EXAMPLE_MASK), "n": EXAMPLES},
         "max_pairwise_hamming": metrics.max_pairwise_hamming(frames),
     }
-    result.update(_latent_scores(model, config, data_path, scoring, x, true_xy, batch_size,
-                                 device))
+    result.update(_latent_scores(model, config, data_path, test, scoring, x, true_xy,
+                                 batch_size, device))
     result["seconds"] = round(time.time() - t0, 1)
     rundir.write_examples(run_dir, examples)
     return rundir.write_metrics(run_dir, result)
@@ -168,11 +168,11 @@ def _positions(split: VideoSplit, scoring) -> np.ndarray | None:
     return split.states[..., [cols.index(c) for c in scoring.position_columns]]
 
 
-def _latent_scores(model, config, data_path, scoring, x, true_xy, batch_size, device) -> dict:
+def _latent_scores(model, config, data_path, test: VideoSplit, scoring, x, true_xy,
+                   batch_size, device) -> dict:
     """Test ELBO terms (the loss's logs with every frame observed), and where the model offers
     them (protocol: `reconstruct`, `codes`) the reconstruction Hamming and the linear probe
     from the codes to the true position; `skipped` says what a model could not be scored on."""
-    test = VideoSplit(data_path, "test")
     out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"]),
            "skipped": []}
 

@@ -56,16 +56,14 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             found.append(rundir.read_metrics(run))
         except UserError as e:
             problems.append(f"skipped: {e}")
-    canonical = {name: d["fingerprint"] for name, d in datasets_csv().items()}
     prints = defaultdict(set)
     for m in found:
-        prints[m["dataset"]].add(m.get("data_fingerprint"))
+        prints[m["dataset"]].add(m.get("data_fingerprint") or "")
     seen: dict[tuple, str] = {}
     unique = []
     for m in found:
-        name, fp = m["dataset"], m.get("data_fingerprint") or ""
-        if (fp != canonical[name]) if name in canonical else len(prints[name]) > 1:
-            m["dataset"] = f"{name}@{fp[:8]}"
+        name = m["dataset"]
+        m["dataset"] = dataset_label(name, m.get("data_fingerprint") or "", prints[name])
         key = (m["dataset"], m["model"], m["seed"])
         if key in seen:
             problems.append(f"{m['run_dir']}: skipped, the same data set, model and seed as "
@@ -74,6 +72,14 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
         seen[key] = m["run_dir"]
         unique.append(m)
     return unique, problems
+
+
+def dataset_label(name: str, fingerprint: str, fingerprints_of_name: set) -> str:
+    """A data set's name in the tables: `name` for its canonical data (or, for a name with no
+    canonical data, when all its runs share one file), else `name@<fingerprint[:8]>`."""
+    canonical = datasets_csv().get(name, {}).get("fingerprint")
+    other = fingerprint != canonical if canonical else len(fingerprints_of_name) > 1
+    return f"{name}@{fingerprint[:8]}" if other else name
 
 
 def _run_rows(m: dict):
@@ -104,8 +110,7 @@ def _trivial_rows(m: dict):
         if r.get("hamming") is not None:
             yield (d, name, name, r["protocol"], r["level"], "hamming"), r["hamming"]
     gen = m["generation"]
-    per_step = gen.get("trivial_hamming_per_step", gen.get("walls_hamming_per_step")) or []
-    for step, v in enumerate(per_step, 1):
+    for step, v in enumerate(gen.get("trivial_hamming_per_step") or [], 1):
         if v is not None:
             yield (d, name, name, "generation", step, "hamming"), v
 

@@ -257,8 +257,11 @@ def read_metrics(run_dir: str | os.PathLike) -> dict:
     _check(version in (1, METRICS_VERSION), path,
            f"schema_version {version!r}; this code reads 1 and {METRICS_VERSION}")
     if version == 1:
+        gen = m.get("generation")
+        if isinstance(gen, dict) and "walls_hamming_per_step" in gen:
+            gen = {**gen, "trivial_hamming_per_step": gen["walls_hamming_per_step"]}
         m = {**m, "dataset": m.get("env"), "trivial": "walls",
-             "trivial_predictor": m.get("walls_predictor")}
+             "trivial_predictor": m.get("walls_predictor"), "generation": gen}
     for key, kind in (("dataset", str), ("env", str), ("model", str), ("seed", int),
                       ("epoch", int), ("trivial", str), ("imputation", list),
                       ("trivial_predictor", list), ("generation", dict)):

@@ -114,7 +114,7 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike, overwrite: bool = T
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", overwrite: bool = True):
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary path beside `path` to write to (see temp_beside); on success it
     replaces `path` (see publish), on any error it is removed: never a half-written file at
     `path`. The suffix may name the format for writers that need it (".npz", ".png")."""
@@ -123,7 +123,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", overwrite: bool =
     tmp = temp_beside(path, suffix)
     try:
         yield tmp
-        publish(tmp, path, overwrite)
+        publish(tmp, path)
     except BaseException:
         discard_partial(tmp)
         raise

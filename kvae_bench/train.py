@@ -124,7 +124,7 @@ def random_mask(B: int, T: int, p: float, t_init: int, generator: torch.Generato
 def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
                   limit: int = 0) -> dict[str, float]:
     """Mean per-frame ELBO terms over (the first `limit` sequences of) a split."""
-    gen = torch.Generator(device=device).manual_seed(seed)
+    noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(seed))
     totals: dict[str, float] = {}
     count = 0
     model.eval()
@@ -133,8 +133,7 @@ def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
             if limit and i * batch_size >= limit:
                 break
             mask = torch.ones(x.shape[:2], device=device)
-            _, logs = model.loss(x, mask, **({"generator": gen}
-                                             if _accepts(model.loss, "generator") else {}))
+            _, logs = model.loss(x, mask, **noise)
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(x)
             count += len(x)
@@ -216,26 +215,26 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
         start_epoch, step = ckpt["epoch"], ckpt["step"]
     log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
     if resume:  # only now that the checkpoint and the log are known good
-        if str(Path(data_path).resolve()) != saved["data"]:
-            changes["data"] = (saved["data"], str(Path(data_path).resolve()))
+        data_now = str(Path(data_path).resolve())
+        if data_now != saved["data"]:
+            changes["data"] = (saved["data"], data_now)
         if changes:
             log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
                 f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
-            saved.update(train_config=dataclasses.asdict(tcfg), data=changes.get(
-                "data", (None, saved["data"]))[1])
+            saved.update(train_config=dataclasses.asdict(tcfg), data=data_now)
             saved.setdefault("changes", []).append({
                 "at_epoch": start_epoch, "utc": runinfo.utc_now(),
                 "changed": {k: new for k, (_, new) in changes.items()}})
             rundir.write_config(run_dir, saved)
     rundir.write_log(run_dir, log_rows)
 
-    with_generator = _accepts(model.loss, "generator")
     steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.time()
         plan = epoch_schedule(model, epoch)  # what the model trains in this epoch
         shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
-        noise = torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, 1))
+        noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(
+            epoch_seed(seed, epoch, 1)))
         totals, count, skipped, bad_in_a_row = {}, 0, 0, 0
         bar = tqdm(train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True),
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
@@ -246,8 +245,7 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                 g["lr"] = lr
             mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
                 random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
-            loss, logs = model.loss(x, mask, **plan.loss_kwargs,
-                                    **({"generator": noise} if with_generator else {}))
+            loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise)
             optimizer.zero_grad(set_to_none=True)
             ok = bool(torch.isfinite(loss))
             if ok:
@@ -322,11 +320,14 @@ def _resume_options(saved: dict, spec, model_name, data_path, options: dict, see
     return locate_data(saved, data_path), saved["seed"], merged, changes
 
 
-def _accepts(fn, name: str) -> bool:
+def generator_kwargs(model, generator: torch.Generator) -> dict:
+    """{"generator": generator} for a model whose loss takes one (protocol: optional), else
+    {}: the noise of a run then flows from its seed."""
     try:
-        return name in inspect.signature(fn).parameters
+        takes = "generator" in inspect.signature(model.loss).parameters
     except (TypeError, ValueError):
-        return False
+        takes = False
+    return {"generator": generator} if takes else {}
 
 
 def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> None:

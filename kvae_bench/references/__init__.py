@@ -12,6 +12,7 @@ A new reference or claim is a line of data, not code. Pure Python: no torch, no 
 from __future__ import annotations
 
 import csv
+import functools
 import tomllib
 from importlib import resources
 
@@ -52,9 +53,10 @@ def load_references() -> list[dict]:
     return rows
 
 
+@functools.cache
 def datasets_csv() -> dict[str, dict]:
     """name -> row of datasets.csv: the canonical data sets (env, preset, sizes, seed and
-    the fingerprint of their arrays)."""
+    the fingerprint of their arrays). Read once; do not modify the result."""
     with resources.files(__package__).joinpath("datasets.csv").open(newline="") as f:
         return {r["name"]: r for r in csv.DictReader(f)}
 
