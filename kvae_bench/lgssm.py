@@ -64,8 +64,19 @@ def symmetrize(P: Tensor) -> Tensor:
 
 
 def cholesky(S: Tensor) -> Tensor:
-    """Lower Cholesky factor of S (its lower triangle is read)."""
-    return torch.linalg.cholesky(S)
+    """Lower Cholesky factor of S (its lower triangle is read); NaN where S is not positive
+    definite. No host synchronisation (torch.linalg.cholesky reads its error flag back to the
+    host, which a CUDA graph cannot capture): a failure turns the loss NaN, and the training
+    loop skips non-finite steps."""
+    L, info = torch.linalg.cholesky_ex(S)
+    return torch.where((info == 0)[..., None, None], L, torch.nan)
+
+
+def spd_solve(L: Tensor, B: Tensor) -> Tensor:
+    """S^-1 B for S = L L^T, L lower (..., n, n), B (..., n, m): two triangular solves, which
+    (unlike torch.cholesky_solve) have a batched CUDA kernel without host synchronisation."""
+    W = torch.linalg.solve_triangular(L, B, upper=False)
+    return torch.linalg.solve_triangular(L.transpose(-1, -2), W, upper=True)
 
 
 def cholesky_jittered(S: Tensor) -> Tensor:
@@ -77,7 +88,7 @@ def cholesky_jittered(S: Tensor) -> Tensor:
     scale = S.diagonal(dim1=-2, dim2=-1).mean(-1).abs().clamp_min(torch.finfo(S.dtype).tiny)
     jitter = 10.0 * torch.finfo(S.dtype).eps * scale
     eye = torch.eye(n, dtype=S.dtype, device=S.device)
-    return torch.linalg.cholesky(S + jitter[..., None, None] * eye)
+    return cholesky(S + jitter[..., None, None] * eye)
 
 
 def _mv(M: Tensor, v: Tensor) -> Tensor:
@@ -125,7 +136,7 @@ def _update(mean, cov, a, C, R, mask):
     """The arithmetic of `update`; returns (mean, cov, innovation a - C m, chol(S))."""
     PCt = _bmm(cov, C.transpose(-1, -2))  # (B, Z, A)
     L = cholesky(_bmm(C, PCt) + R)  # S = C P C^T + R, (B, A, A)
-    K = torch.cholesky_solve(PCt.transpose(-1, -2), L).transpose(-1, -2)  # (B, Z, A)
+    K = spd_solve(L, PCt.transpose(-1, -2)).transpose(-1, -2)  # (B, Z, A)
     if mask is not None:
         K = K * mask[:, None, None]  # a missing a_t: zero gain, so (m, P) pass through exactly
     innovation = a - _bmv(C, mean)
@@ -163,7 +174,7 @@ def smoother_gains(filtered_covs, predicted_covs_next, A):
     Cov(z_t | z_{t+1}, a_{<=t}) = P^f_t - J_t P^p_{t+1} J_t^T, for any leading shape
     (they depend on the filter's covariances only, so all steps are done at once)."""
     L = cholesky(predicted_covs_next)
-    J = torch.cholesky_solve(A @ filtered_covs, L).transpose(-1, -2)
+    J = spd_solve(L, A @ filtered_covs).transpose(-1, -2)
     backward = symmetrize(filtered_covs - J @ predicted_covs_next @ J.transpose(-1, -2))
     return J, backward
 
@@ -343,16 +354,16 @@ def parallel_kalman_filter(a: Tensor, mask: Tensor, A: Tensor, C: Tensor, Q: Ten
     S = Hm @ Qt @ Hm.transpose(-1, -2) + R
     L = cholesky(S)
     QHt = Qt @ Hm.transpose(-1, -2)
-    K = torch.cholesky_solve(QHt.transpose(-1, -2), L).transpose(-1, -2)  # (B, T, Z, A)
+    K = spd_solve(L, QHt.transpose(-1, -2)).transpose(-1, -2)  # (B, T, Z, A)
     innov = torch.where(observed[..., 0], a - _mv(Hm, u), torch.zeros_like(a))
     IKH = eye - K @ Hm
     elem_A = IKH @ F
     elem_b = u + _mv(K, innov)
     elem_C = symmetrize(IKH @ Qt @ IKH.transpose(-1, -2) + K @ R @ K.transpose(-1, -2))
     HF = Hm @ F  # (B, T, A, Z)
-    SinvHF = torch.cholesky_solve(HF, L)
-    elem_eta = _mv(F.transpose(-1, -2) @ Hm.transpose(-1, -2), torch.cholesky_solve(
-        innov.unsqueeze(-1), L).squeeze(-1))
+    SinvHF = spd_solve(L, HF)
+    elem_eta = _mv(F.transpose(-1, -2) @ Hm.transpose(-1, -2), spd_solve(
+        L, innov.unsqueeze(-1)).squeeze(-1))
     elem_J = symmetrize(HF.transpose(-1, -2) @ SinvHF)
     _, fm, fc, _, _ = associative_scan(_filter_combine,
                                        (elem_A, elem_b, elem_C, elem_eta, elem_J))

@@ -17,7 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @functools.cache
 def git_commit() -> str:
-    """The source tree's commit ("<sha>", "<sha>+dirty" with local changes), or "" outside git."""
+    """The source tree's commit ("<sha>", "<sha>+dirty" with local changes); outside git (a
+    copy of the tree sent to another machine) the KVAE_BENCH_CODE_VERSION environment
+    variable, else ""."""
     try:
         def git(*args):
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
@@ -25,7 +27,7 @@ def git_commit() -> str:
         sha = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return os.environ.get("KVAE_BENCH_CODE_VERSION", "")
     return sha + ("+dirty" if dirty else "")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from kvae_bench import masks, models, rundir, runinfo
+from kvae_bench import graphstep, masks, models, rundir, runinfo
 from kvae_bench.data import VideoSplit, fingerprint, locate_data
 from kvae_bench.errors import UserError
 from kvae_bench.models.protocol import epoch_schedule
@@ -53,6 +53,7 @@ class TrainConfig:
     train_limit: int = 0  # use only the first N training sequences (0: all)
     eval_limit: int = 0  # score the test ELBO on the first N test sequences (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before the run stops
+    cuda_graph: bool = True  # on a GPU: the step as one CUDA graph (kvae_bench.graphstep)
 
     def validate(self) -> None:
         """Raise ValueError naming the first option out of its range."""
@@ -229,59 +230,36 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
     rundir.write_log(run_dir, log_rows)
 
     steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
+    graphs = _GraphRunner(model, optimizer, train_data, tcfg, device) \
+        if _wants_graph(tcfg, device) else None
     for epoch in range(start_epoch, tcfg.epochs):
         t0 = time.time()
         plan = epoch_schedule(model, epoch)  # what the model trains in this epoch
         shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
-        noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(
-            epoch_seed(seed, epoch, 1)))
-        totals, count, skipped, bad_in_a_row = {}, 0, 0, 0
-        bar = tqdm(train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True),
-                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
                    disable=None if progress else True, leave=False, file=sys.stderr)
-        for x in bar:
-            lr = learning_rate(tcfg, step, epoch)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
-                random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
-            loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise)
-            optimizer.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(loss))
-            if ok:
-                loss.backward()
-                for p in plan.frozen:
-                    p.grad = None
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                ok = bool(torch.isfinite(norm))
-            if not ok:
-                skipped += 1
-                bad_in_a_row += 1
-                if bad_in_a_row > tcfg.max_bad_steps:
-                    last = (f"{run_dir} (epoch {rundir.checkpoint_epoch(run_dir)})"
-                            if rundir.has_checkpoint(run_dir) else "none (no epoch finished)")
-                    raise TrainingDiverged(
-                        f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "
-                        f"last good checkpoint: {last}")
-                optimizer.zero_grad(set_to_none=True)
-                continue
-            bad_in_a_row = 0
-            optimizer.step()
-            step += 1
-            for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-            count += 1
-            bar.set_postfix(loss=f"{loss.item():.2f}")
-        train_logs = {f"train_{k}": v / max(count, 1) for k, v in totals.items()}
+        if graphs is not None and not graphs.prepare(plan):
+            graphs = None  # this model cannot be captured: eager from here on
+        if graphs is not None:
+            torch.cuda.manual_seed(epoch_seed(seed, epoch, 1))
+            train_logs, skipped, step, lr = graphs.epoch(epoch, step, shuffle, bar, run_dir)
+        else:
+            noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(
+                epoch_seed(seed, epoch, 1)))
+            train_logs, skipped, step, lr = _eager_epoch(model, optimizer, train_data, tcfg, plan,
+                                                         epoch, step, shuffle, noise, bar,
+                                                         device, run_dir)
+        bar.close()
+        train_logs = {f"train_{k}": v for k, v in train_logs.items()}
         test_logs = {f"test_{k}": v for k, v in evaluate_elbo(
-            model, test_data, 2 * tcfg.batch_size, device, seed).items()}
+            model, test_data, _eval_batch(tcfg, device), device, seed).items()}
         row = {"epoch": epoch + 1, "step": step, "lr": lr, "skipped_steps": skipped,
                **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
-               "device": device}
+               "device": device, "step_mode": "cuda-graph" if graphs is not None else "eager"}
         log_rows.append(row)
         rundir.write_log(run_dir, log_rows)
         rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
-                                         "optimizer": optimizer.state_dict(),
+                                         "optimizer": graphstep.portable_state(optimizer),
                                          "epoch": epoch + 1, "step": step})
         if progress:
             shown = [k for k in ("elbo", "log_px") if f"test_{k}" in test_logs] or \
@@ -290,6 +268,102 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             tqdm.write(f"epoch {epoch + 1}: {terms} ({row['seconds']:.0f} s"
                        f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
     return run_dir
+
+
+def _eager_epoch(model, optimizer, train_data, tcfg, plan, epoch, step, shuffle, noise, bar,
+                 device, run_dir):
+    """One epoch, step by step: (mean logs, skipped steps, step, last lr)."""
+    totals, count, skipped, bad_in_a_row, lr = {}, 0, 0, 0, None
+    for x in train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True):
+        lr = learning_rate(tcfg, step, epoch)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
+            random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
+        loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise)
+        optimizer.zero_grad(set_to_none=True)
+        ok = bool(torch.isfinite(loss))
+        if ok:
+            loss.backward()
+            for p in plan.frozen:
+                p.grad = None
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            ok = bool(torch.isfinite(norm))
+        bar.update(1)
+        if not ok:
+            skipped += 1
+            bad_in_a_row += 1
+            if bad_in_a_row > tcfg.max_bad_steps:
+                _diverged(bad_in_a_row, epoch, run_dir)
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        bad_in_a_row = 0
+        optimizer.step()
+        step += 1
+        for k, v in logs.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        count += 1
+        bar.set_postfix(loss=f"{loss.item():.2f}")
+    return {k: v / max(count, 1) for k, v in totals.items()}, skipped, step, lr
+
+
+def _diverged(bad_in_a_row: int, epoch: int, run_dir: Path):
+    last = (f"{run_dir} (epoch {rundir.checkpoint_epoch(run_dir)})"
+            if rundir.has_checkpoint(run_dir) else "none (no epoch finished)")
+    raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "
+                           f"last good checkpoint: {last}")
+
+
+def _wants_graph(tcfg: TrainConfig, device: str) -> bool:
+    """The CUDA-graph step (kvae_bench.graphstep) runs on a GPU with full masks."""
+    return tcfg.cuda_graph and str(device).startswith("cuda") and tcfg.train_miss_prob == 0
+
+
+def _eval_batch(tcfg: TrainConfig, device: str) -> int:
+    """Test-ELBO batch: on a GPU large (fewer launches), on the CPU twice the training one."""
+    return 500 if str(device).startswith("cuda") else 2 * tcfg.batch_size
+
+
+class _GraphRunner:
+    """The epochs of a run on a GPU through kvae_bench.graphstep: the training frames live on
+    the GPU, each phase of the epoch schedule is captured once."""
+
+    def __init__(self, model, optimizer, train_data: VideoSplit, tcfg: TrainConfig, device):
+        self.model, self.optimizer, self.tcfg, self.device = model, optimizer, tcfg, device
+        self.frames = train_data.frames.to(device)  # uint8, (N, T, H, W)
+        self.step_fn, self.key = None, None
+        graphstep.make_capturable(optimizer, device)
+
+    def prepare(self, plan) -> bool:
+        """Capture the step for this epoch's plan (if not done); False: cannot, train eagerly."""
+        key = (tuple(sorted(id(p) for p in plan.frozen)), tuple(sorted(
+            (k, repr(v)) for k, v in plan.loss_kwargs.items())))
+        if key == self.key:
+            return True
+        x = (self.frames[:self.tcfg.batch_size] > 127).float()
+        try:
+            self.step_fn = graphstep.GraphedStep(self.model, self.optimizer, plan, x,
+                                                 self.tcfg.grad_clip)
+        except graphstep.GraphUnsupported as e:
+            log.warning("training eagerly: %s", e)
+            return False
+        self.key = key
+        return True
+
+    def epoch(self, epoch: int, step: int, shuffle: torch.Generator, bar, run_dir):
+        B = self.tcfg.batch_size
+        order = torch.randperm(len(self.frames), generator=shuffle).to(self.device)
+        steps = max(1, len(self.frames) // B)
+        lr = None
+        for i in range(steps):
+            lr = learning_rate(self.tcfg, step, epoch)
+            self.step_fn.step(self.frames[order[i * B:(i + 1) * B]] > 127, lr)
+            step += 1
+            bar.update(1)
+        logs, good, longest = self.step_fn.take_epoch()
+        if longest > self.tcfg.max_bad_steps:
+            _diverged(longest, epoch, run_dir)
+        return logs, steps - good, step, lr
 
 
 def _resume_options(saved: dict, spec, model_name, data_path, options: dict, seed):

@@ -82,7 +82,7 @@ def test_run_directory_contents(tiny_data, tmp_path):
     row = json.loads((out / "log.jsonl").read_text())
     for key in ("train_elbo", "test_elbo", "test_log_px", "seconds", "lr"):
         assert key in row
-    assert row.pop("device") == "cpu"
+    assert row.pop("device") == "cpu" and row.pop("step_mode") == "eager"
     assert all(torch.isfinite(torch.tensor(v)) for v in row.values())
     assert training_history(out) == [{"device": "cpu", "epochs": 1,
                                       "seconds": row["seconds"]}]

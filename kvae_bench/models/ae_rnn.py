@@ -24,7 +24,7 @@ class AERNN(CodeRNN):
     Config = CodeRNNConfig
 
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
-             ) -> tuple[Tensor, dict[str, float]]:
+             ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         a, _ = self.encode(x)
         pred, _, _ = self.predict(a.detach(), mask)
@@ -37,6 +37,6 @@ class AERNN(CodeRNN):
         log_px_pred = (frame_log_likelihood(x[:, 1:], both[:, T:], c.likelihood, c.pixel_var)
                        * pred_mask).sum() / pred_mask.sum().clamp_min(1.0)
         loss = -(log_px + log_px_pred)
-        return loss, {"log_px": log_px.item(), "log_px_pred": log_px_pred.item()}
+        return loss, {"log_px": log_px.detach(), "log_px_pred": log_px_pred.detach()}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from kvae_bench import masks
 from kvae_bench.models.nets import SequenceCodec, build_autoencoder, frame_mean
 
 
@@ -64,7 +65,7 @@ class CodeRNN(SequenceCodec, nn.Module):
     def predict(self, a: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Predictions of a_t from a_{<t} (mean, var (B, T, A)) and the codes the model uses:
         a_t where observed, its own predicted mean where missing (fed back to the LSTM)."""
-        if bool((mask > 0.5).all()):
+        if masks.all_observed(mask):
             prev = torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], 1)
             h, _ = self.lstm(prev)
             mean, var = self._head(h)

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from kvae_bench import lgssm
+from kvae_bench import lgssm, masks
 from kvae_bench.models.nets import (
     SequenceCodec,
     build_autoencoder,
@@ -211,7 +211,7 @@ class KVAE(SequenceCodec, nn.Module):
         """
         B, T, _ = a.shape
         mu0, Sigma0 = self._prior(B)
-        if bool((mask > 0.5).all()):
+        if masks.all_observed(mask):
             alpha, u, _ = self.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a], 1))
             _, C, _ = self._mix(alpha[:, :T])
             A, _, Bu = self._mix(alpha[:, 1:], None if u is None else u[:, 1:])
@@ -279,7 +279,7 @@ class KVAE(SequenceCodec, nn.Module):
     # ---- the model protocol ---------------------------------------------------------------
 
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
-             vae_only: bool = False) -> tuple[Tensor, dict[str, float]]:
+             vae_only: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative ELBO per observed frame (training weights), and per-frame logs.
 
         vae_only: the LGSSM term is replaced by a standard normal prior on a (the 2017
@@ -307,8 +307,8 @@ class KVAE(SequenceCodec, nn.Module):
             log_pa = self._lgssm_log_prob(a, mask, filtered, dyn, generator).sum() / frames
         elbo = log_px - log_qa + log_pa
         loss = -(c.scale_reconstruction * log_px - log_qa + log_pa)
-        logs = {"elbo": elbo.item(), "log_px": log_px.item(), "log_qa": log_qa.item(),
-                "log_pa": log_pa.item()}
+        logs = {"elbo": elbo.detach(), "log_px": log_px.detach(), "log_qa": log_qa.detach(),
+                "log_pa": log_pa.detach()}
         return loss, logs
 
     @torch.no_grad()

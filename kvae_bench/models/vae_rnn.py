@@ -28,7 +28,7 @@ class VAERNN(CodeRNN):
     Config = VAERNNConfig
 
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
-             ) -> tuple[Tensor, dict[str, float]]:
+             ) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.config
         mean, var = self.encode(x)
         eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
@@ -43,7 +43,7 @@ class VAERNN(CodeRNN):
         log_pa = (log_pa * mask).sum() / frames
         elbo = log_px - log_qa + log_pa
         loss = -(c.scale_reconstruction * log_px - log_qa + log_pa)
-        return loss, {"elbo": elbo.item(), "log_px": log_px.item(), "log_qa": log_qa.item(),
-                      "log_pa": log_pa.item()}
+        return loss, {"elbo": elbo.detach(), "log_px": log_px.detach(), "log_qa": log_qa.detach(),
+                      "log_pa": log_pa.detach()}
 
 
