@@ -460,14 +460,21 @@ def _check_env(env: str | None) -> str:
 @click.argument("train_npz", type=click.Path(path_type=Path))
 @click.argument("test_npz", type=click.Path(path_type=Path))
 @click.option("--env", required=True,
-              help=f"Which environment the videos show ({ENV_HELP}).")
+              help=f"Which environment the videos show ({ENV_HELP}); the 2017 "
+                   "box_gravity files are env gravity.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output dataset file (.h5).")
 @click.option("--dt", type=float, default=0.2, show_default=True, help="Time between frames.")
+@click.option("--threshold", type=float, default=0.0, show_default=True,
+              help="A pixel is lit where its value is above this, on the 2017 box files' "
+                   "scale (white 1, grey level g at g/255); 0 keeps every drawn pixel, as the "
+                   "2017 loader did.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @user_errors
-def import_npz(train_npz, test_npz, env, out, dt, overwrite):
-    """Convert the 2017 data format (npz with `images`, optional `state`) to HDF5."""
+def import_npz(train_npz, test_npz, env, out, dt, threshold, overwrite):
+    """Convert the 2017 KVAE files (box, box_gravity, polygon, pong npz) to HDF5: frames
+    binarised as the 2017 loader did, states aligned with the frames they show (y down), or
+    dropped where the files cannot give them."""
     from kvae_bench.importer import import_npz as run
 
     _check_env(env)
@@ -475,10 +482,16 @@ def import_npz(train_npz, test_npz, env, out, dt, overwrite):
         raise UserError(f"--dt must be a finite time > 0, got {dt}")
     _check_output_file(out, overwrite)
     try:
-        path, counts = run(train_npz, test_npz, env=env, out=out, dt=dt, overwrite=overwrite)
+        done = run(train_npz, test_npz, env=env, out=out, dt=dt, threshold=threshold,
+                   overwrite=overwrite)
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
-    click.echo(f"wrote {path}: {counts['train']} train + {counts['test']} test sequences")
+    for note in done.notes:
+        click.echo(f"note: {note}", err=True)
+    states = (f"states {', '.join(done.columns)} (position error of the true test frames: "
+              f"median {done.position_error:.2f} px)" if done.columns else "no states")
+    click.echo(f"wrote {done.path}: {done.counts['train']} train + {done.counts['test']} test "
+               f"sequences; {states}")
 
 
 if __name__ == "__main__":

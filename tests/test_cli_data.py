@@ -146,8 +146,10 @@ def test_import_npz(tmp_path):
     assert "imported_from" in meta["env_params"]
     for split, arrays in (("train", train), ("test", test)):
         got = h5io.read(out, split)
-        np.testing.assert_array_equal(got.frames, np.where(arrays["images"] > 0.5, 255, 0))
-        np.testing.assert_allclose(got.states, arrays["state"].astype(np.float32))
+        # every drawn pixel lit, as the 2017 loader did; the states' conversion to our
+        # convention is tests/test_importer.py's
+        np.testing.assert_array_equal(got.frames, np.where(arrays["images"] > 0, 255, 0))
+        assert got.states.shape == arrays["state"].shape
         assert got.columns == ("x", "y", "vx", "vy")
 
 
