@@ -53,6 +53,10 @@ class GraphedStep:
         self.lr = optimizer.param_groups[0]["lr"]  # the tensor every group shares
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.frozen = {id(p) for p in plan.frozen}
+        # numbers among the loss's keyword arguments (e.g. an annealing weight) live in device
+        # tensors, so that a new value needs no new capture (see set_numbers)
+        self.kwargs = {k: torch.tensor(float(v), device=self.device) if _is_number(v) else v
+                       for k, v in plan.loss_kwargs.items()}
         self.keys: list[str] = []
         self._capture()
 
@@ -60,7 +64,7 @@ class GraphedStep:
 
     def _body(self):
         with masks.full_masks_promised():
-            loss, logs = self.model.loss(self.x, self.mask, **self.plan.loss_kwargs)
+            loss, logs = self.model.loss(self.x, self.mask, **self.kwargs)
         loss.backward()
         for p in self.params:
             if id(p) in self.frozen:
@@ -148,6 +152,12 @@ class GraphedStep:
             self.optimizer.zero_grad(set_to_none=True)
             self._body()
 
+    def set_numbers(self, loss_kwargs: dict) -> None:
+        """New values for the numeric keyword arguments of the loss (same names)."""
+        for k, v in loss_kwargs.items():
+            if _is_number(v):
+                self.kwargs[k].fill_(float(v))
+
     def take_epoch(self) -> tuple[dict[str, float], int, int]:
         """(mean logs over the finite steps, finite steps, longest run of non-finite steps)
         since the last call; resets the counters (one host sync)."""
@@ -191,6 +201,18 @@ def portable_state(optimizer) -> dict:
     states = {k: {n: (v.detach().to("cpu", torch.float32) if n == "step" else v)
                   for n, v in s.items()} for k, s in sd["state"].items()}
     return {"state": states, "param_groups": groups}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def capture_key(plan) -> tuple:
+    """What a capture depends on: the frozen parameters and the loss's non-numeric keyword
+    arguments (numbers change without a new capture)."""
+    return (tuple(sorted(id(p) for p in plan.frozen)),
+            tuple(sorted((k, "number" if _is_number(v) else repr(v))
+                         for k, v in plan.loss_kwargs.items())))
 
 
 def _first(e: Exception) -> str:

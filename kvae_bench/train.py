@@ -336,9 +336,9 @@ class _GraphRunner:
 
     def prepare(self, plan) -> bool:
         """Capture the step for this epoch's plan (if not done); False: cannot, train eagerly."""
-        key = (tuple(sorted(id(p) for p in plan.frozen)), tuple(sorted(
-            (k, repr(v)) for k, v in plan.loss_kwargs.items())))
+        key = graphstep.capture_key(plan)
         if key == self.key:
+            self.step_fn.set_numbers(plan.loss_kwargs)
             return True
         x = (self.frames[:self.tcfg.batch_size] > 127).float()
         try:

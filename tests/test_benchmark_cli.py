@@ -119,7 +119,7 @@ def test_report_tables_figures_and_skips(trained, tmp_path):
     assert fig.stat().st_size > 1000 and (out / "index.html").exists()
     assert list((out / "videos").glob("box@*-kvae.gif"))
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["runs"]) == 4 and summary["problems"]
+    assert len(summary["runs"]) == len(models.BUILTIN) + 1 and summary["problems"]
     kvae1 = next(r for r in summary["runs"] if r["model"] == "kvae" and r["seed"] == 1)
     assert [(t["device"], t["epochs"]) for t in kvae1["training"]] == [("cpu", 2)]
 

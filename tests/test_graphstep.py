@@ -49,7 +49,7 @@ def assert_same_parameters(m1, m2, atol=1e-6):
         torch.testing.assert_close(p, q, atol=atol, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("name", ["kvae", "ae_rnn", "vae_rnn"])
+@pytest.mark.parametrize("name", ["kvae", "ae_rnn", "vae_rnn", "dmm", "dvbf"])
 def test_graph_body_trains_as_the_eager_loop(name):
     xs = [batch(i) for i in range(4)]
     m1, o1 = model_and_adam(name)
@@ -83,6 +83,25 @@ def test_frozen_parameters_stay_put_and_a_later_phase_continues_adam():
     torch.manual_seed(2)
     for x in xs:
         step.step(x, 1e-3)
+    assert_same_parameters(m1, m2)
+
+
+def test_a_new_annealing_weight_needs_no_new_capture():
+    """DVBF anneals its KL weight epoch by epoch: the number is fed to the captured step
+    through a device tensor, so one capture serves every epoch."""
+    xs = [batch(i) for i in range(3)]
+    m1, o1 = model_and_adam("dvbf")
+    m2, o2 = model_and_adam("dvbf")
+    first, later = epoch_schedule(m2, 0), epoch_schedule(m2, 5)
+    assert graphstep.capture_key(first) == graphstep.capture_key(later)
+    assert first.loss_kwargs != later.loss_kwargs
+    graphstep.make_capturable(o2, "cpu")
+    step = graphstep.GraphedStep(m2, o2, first, xs[0], 150.0)
+    step.set_numbers(later.loss_kwargs)
+    torch.manual_seed(4)
+    for x in xs:
+        step.step(x, 1e-3)
+    eager_steps(m1, o1, xs, later, seed=4)
     assert_same_parameters(m1, m2)
 
 
@@ -153,7 +172,8 @@ class _NoHostReads:
 
 @pytest.mark.parametrize("name, kwargs", [("kvae", {}), ("kvae", {"vae_only": True}),
                                           ("kvae", {"elbo": "sampled"}), ("ae_rnn", {}),
-                                          ("vae_rnn", {})])
+                                          ("vae_rnn", {}), ("dmm", {}),
+                                          ("dvbf", {"annealing": 0.3})])
 def test_builtin_losses_never_read_tensors_back(name, kwargs):
     options = {"elbo": kwargs.pop("elbo")} if "elbo" in kwargs else {}
     m, _ = model_and_adam(name, **options)

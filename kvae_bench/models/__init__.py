@@ -31,6 +31,8 @@ BUILTIN = {
     "kvae": "kvae_bench.models.kvae:KVAE",
     "ae_rnn": "kvae_bench.models.ae_rnn:AERNN",
     "vae_rnn": "kvae_bench.models.vae_rnn:VAERNN",
+    "dmm": "kvae_bench.models.dmm:DMM",
+    "dvbf": "kvae_bench.models.dvbf:DVBF",
 }
 
 
