@@ -33,6 +33,8 @@ class VideoSplit:
         self.frames = torch.from_numpy(data.frames)
         self.states = data.states
         self.columns = data.columns
+        # (N, T, U) float32, the control applied after frame t; None without controls
+        self.controls = None if data.controls is None else torch.from_numpy(data.controls)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -42,16 +44,21 @@ class VideoSplit:
         return self.frames.shape[-1]
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None,
-                device: str | torch.device = "cpu", drop_last: bool = False
-                ) -> Iterator[torch.Tensor]:
-        """Batches (B, T, H, W) float32 in {0, 1}; shuffled by `generator` when given."""
+                device: str | torch.device = "cpu", drop_last: bool = False,
+                with_controls: bool = False) -> Iterator:
+        """Batches (B, T, H, W) float32 in {0, 1}; shuffled by `generator` when given. With
+        with_controls: (frames, controls (B, T, U) or None) pairs."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else \
             torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             idx = order[start:start + batch_size]
-            yield (self.frames[idx] > 127).to(device=device, dtype=torch.float32)
+            x = (self.frames[idx] > 127).to(device=device, dtype=torch.float32)
+            if with_controls:
+                yield x, None if self.controls is None else self.controls[idx].to(device)
+            else:
+                yield x
 
 
 def fingerprint(path: str | os.PathLike) -> str:
@@ -60,10 +67,14 @@ def fingerprint(path: str | os.PathLike) -> str:
     meta = h5io.read_meta(path)
     h = hashlib.sha256()
     h.update(f"{meta['env']}|{sorted(meta['env_params'].items())}".encode())
-    for split in h5io.SPLITS:
+    for split in (*h5io.SPLITS, *(s for s in h5io.OPTIONAL_SPLITS if s in meta["splits"])):
         data = h5io.read(path, split)
         h.update(np.ascontiguousarray(data.frames).tobytes())
         h.update(np.ascontiguousarray(data.states).tobytes())
+        if data.controls is not None:  # files without controls keep their fingerprint
+            h.update(np.ascontiguousarray(data.controls).tobytes())
+    if meta.get("preset"):
+        h.update(f"|preset={meta['preset']}".encode())
     return h.hexdigest()
 
 

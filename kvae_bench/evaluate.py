@@ -26,7 +26,7 @@ import simulators
 from kvae_bench import h5io, masks, metrics, models, rundir, runinfo
 from kvae_bench.data import VideoSplit, locate_data
 from kvae_bench.errors import UserError
-from kvae_bench.train import evaluate_elbo
+from kvae_bench.train import control_kwargs, evaluate_elbo
 
 N_OBSERVED = masks.T_INIT
 EXAMPLES = 4  # test sequences kept in examples.npz for the report's pictures
@@ -59,14 +59,18 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu",
     return model, config, ckpt["epoch"], data_path
 
 
-def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, device):
-    """Run model_fn(x_batch, mask_batch) -> dict of tensors over x in batches; numpy dict."""
+def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, device,
+             controls: torch.Tensor | None = None):
+    """Run model_fn(x_batch, mask_batch, **{"controls": controls_batch} where given) -> dict
+    of tensors over x in batches; numpy dict."""
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device=device, dtype=torch.float32)
         mb = torch.from_numpy(mask[start:start + batch_size]).to(device)
+        extra = {} if controls is None else \
+            {"controls": controls[start:start + batch_size].to(device)}
         with torch.no_grad():  # a model from outside may not say no_grad itself
-            results = model_fn(xb, mb)
+            results = model_fn(xb, mb, **extra)
         for k, v in results.items():
             out.setdefault(k, []).append(v.detach().float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -109,7 +113,8 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
     bar = tqdm(jobs, desc=f"evaluate {run_dir.name}", disable=None if progress else True)
     for protocol, level in bar:
         mask = masks.make_mask(protocol, level, N, T, mask_seed)
-        out = _batched(model.impute, x, mask, batch_size, device)
+        out = _batched(model.impute, x, mask, batch_size, device,
+                       control_kwargs(model.impute, test.controls).get("controls"))
         for method, pred in out.items():
             row = {"protocol": protocol, "level": level, "method": method,
                    "hamming": metrics.hamming(pred, frames, mask),
@@ -127,8 +132,9 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
                 examples[method] = (pred[:EXAMPLES] > 0.5).astype(np.uint8)
 
     steps = T - N_OBSERVED
-    generated = _batched(lambda xb, _: {"g": model.generate(xb, N_OBSERVED, steps)}, x,
-                         np.ones((N, T), np.float32), batch_size, device)["g"]
+    generated = _batched(lambda xb, _, **u: {"g": model.generate(xb, N_OBSERVED, steps, **u)},
+                         x, np.ones((N, T), np.float32), batch_size, device,
+                         control_kwargs(model.generate, test.controls).get("controls"))["g"]
     future = frames[:, N_OBSERVED:]
     generation = {"n_observed": N_OBSERVED,
                   "hamming_per_step": metrics.hamming_per_frame(generated, future).mean(0)
@@ -176,15 +182,16 @@ def _latent_scores(model, config, data_path, test: VideoSplit, scoring, x, true_
     out = {"elbo": evaluate_elbo(model, test, batch_size, device, config["seed"]),
            "skipped": []}
 
-    def per_batch(fn, frames) -> np.ndarray:
+    def per_batch(fn, frames, controls=None) -> np.ndarray:
+        controls = control_kwargs(fn, controls).get("controls")
         with torch.no_grad():
-            return np.concatenate([fn(frames[i:i + batch_size].to(device, torch.float32))
-                                   .float().cpu().numpy()
-                                   for i in range(0, len(frames), batch_size)])
+            return np.concatenate([fn(frames[i:i + batch_size].to(device, torch.float32), **(
+                {} if controls is None else {"controls": controls[i:i + batch_size].to(device)}))
+                .float().cpu().numpy() for i in range(0, len(frames), batch_size)])
 
     frames = x.numpy()
     if callable(getattr(model, "reconstruct", None)):
-        recon = per_batch(model.reconstruct, x)
+        recon = per_batch(model.reconstruct, x, test.controls)
         out["reconstruction_hamming"] = float(((recon > 0.5) != frames).mean())
     else:
         out["skipped"].append("reconstruction_hamming: the model has no reconstruct(x)")
@@ -193,9 +200,9 @@ def _latent_scores(model, config, data_path, test: VideoSplit, scoring, x, true_
     elif true_xy is None:
         out["skipped"].append("probe_r2: the data has no positions")
     else:
-        codes = per_batch(model.codes, x)
+        codes = per_batch(model.codes, x, test.controls)
         train = VideoSplit(data_path, "train", limit=1000)
-        train_codes = per_batch(model.codes, (train.frames > 127))
+        train_codes = per_batch(model.codes, (train.frames > 127), train.controls)
         A = codes.shape[-1]
         out["probe_r2"] = metrics.linear_probe_r2(
             train_codes.reshape(-1, A), _positions(train, scoring).reshape(-1, 2),

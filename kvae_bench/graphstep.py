@@ -43,12 +43,13 @@ class GraphedStep:
     of each epoch. Raises GraphUnsupported (parameters and optimizer untouched) when the
     model's step cannot be captured."""
 
-    def __init__(self, model, optimizer, plan, x, grad_clip: float):
+    def __init__(self, model, optimizer, plan, x, grad_clip: float, controls=None):
         self.model, self.optimizer, self.plan = model, optimizer, plan
         self.grad_clip = grad_clip
         self.device = x.device
         self.graph = None
         self.x = x.clone()
+        self.controls = None if controls is None else controls.clone()  # (B, T, U) or None
         self.mask = torch.ones(x.shape[:2], device=self.device)
         self.lr = optimizer.param_groups[0]["lr"]  # the tensor every group shares
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -64,7 +65,8 @@ class GraphedStep:
 
     def _body(self):
         with masks.full_masks_promised():
-            loss, logs = self.model.loss(self.x, self.mask, **self.kwargs)
+            extra = {} if self.controls is None else {"controls": self.controls}
+            loss, logs = self.model.loss(self.x, self.mask, **self.kwargs, **extra)
         loss.backward()
         for p in self.params:
             if id(p) in self.frozen:
@@ -143,8 +145,10 @@ class GraphedStep:
 
     # ---- use -------------------------------------------------------------------------------
 
-    def step(self, x, lr: float) -> None:
+    def step(self, x, lr: float, controls=None) -> None:
         self.x.copy_(x)
+        if self.controls is not None:
+            self.controls.copy_(controls)
         self.lr.fill_(lr)
         if self.graph is not None:
             self.graph.replay()

@@ -1,12 +1,17 @@
 """THE dataset file format; numpy and h5py only. No other module knows this layout.
 
-    root attrs: schema = "kvae-bench/video", schema_version = 1, env, env_params (JSON string),
-                seed, dt, steps, image_size, generator_version, created_utc, git_commit (or "")
-    /<split>/frames  uint8 (N, T, H, W), 0 = background, 255 = foreground; chunk = one sequence
-    /<split>/states  float32 (N, T, S): the physical state that frame t shows;
-                     attr columns = state names (S strings)
+    root attrs: schema = "kvae-bench/video", schema_version = 2, env, env_params (JSON string),
+                seed, dt, steps, image_size, generator_version, created_utc, git_commit (or ""),
+                optional preset (the data set is then named <env>-<preset>)
+    /<split>/frames    uint8 (N, T, H, W), 0 = background, 255 = foreground; chunk = one
+                       sequence
+    /<split>/states    float32 (N, T, S): the physical state that frame t shows;
+                       attr columns = state names (S strings)
+    /<split>/controls  optional, float32 (N, T, U): the control applied after frame t (it
+                       moves the system from frame t to t + 1); attr columns = U names
 
-Splits are "train" and "test". Files are written atomically: `Writer` builds a temporary file
+Splits are "train" and "test", and optionally "val". Version 1 (no controls, no val, no
+preset) is read as well. Files are written atomically: `Writer` builds a temporary file
 beside the target (`.NAME.partial-PID-*`, removed by the next writer if its process died) and
 renames it into place only when everything is written, so a crash or Ctrl-C never leaves a
 partial file at the target path. Without `overwrite` the final rename fails if the target
@@ -29,8 +34,10 @@ import numpy as np
 from kvae_bench.runinfo import discard_partial, publish, temp_beside
 
 SCHEMA = "kvae-bench/video"
-SCHEMA_VERSION = 1
-SPLITS = ("train", "test")
+SCHEMA_VERSION = 2
+READS_VERSIONS = (1, 2)
+SPLITS = ("train", "test")  # every file has them
+OPTIONAL_SPLITS = ("val",)
 GZIP_LEVEL = 4
 REQUIRED_ATTRS = ("schema", "schema_version", "env", "env_params", "seed", "dt", "steps",
                   "image_size", "generator_version", "created_utc")
@@ -45,6 +52,8 @@ class Split:
     frames: np.ndarray  # (N, T, H, W) uint8
     states: np.ndarray  # (N, T, S) float32
     columns: tuple[str, ...]
+    controls: np.ndarray | None = None  # (N, T, U) float32, or None
+    control_columns: tuple[str, ...] = ()
 
 
 class Writer:
@@ -90,9 +99,9 @@ class Writer:
         return self
 
     def create_split(self, split: str, n: int, steps: int, size: int,
-                     columns: tuple[str, ...]) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+                     columns: tuple[str, ...], control_columns: tuple[str, ...] = ()) -> None:
+        if split not in SPLITS + OPTIONAL_SPLITS:
+            raise ValueError(f"split must be one of {SPLITS + OPTIONAL_SPLITS}, got {split!r}")
         group = self._file.create_group(split)
         group.create_dataset("frames", shape=(n, steps, size, size), dtype=np.uint8,
                              chunks=(1, steps, size, size) if n else None,
@@ -102,21 +111,36 @@ class Writer:
         states = group.create_dataset("states", shape=(n, steps, len(columns)),
                                       dtype=np.float32, track_times=False)
         states.attrs["columns"] = list(columns)
+        if control_columns:
+            controls = group.create_dataset("controls", shape=(n, steps, len(control_columns)),
+                                            dtype=np.float32, track_times=False)
+            controls.attrs["columns"] = list(control_columns)
 
-    def write(self, split: str, start: int, frames: np.ndarray, states: np.ndarray) -> None:
-        """frames (n, T, H, W) uint8 and states (n, T, S) for sequences start .. start+n-1."""
+    def write(self, split: str, start: int, frames: np.ndarray, states: np.ndarray,
+              controls: np.ndarray | None = None) -> None:
+        """frames (n, T, H, W) uint8, states (n, T, S) and, for a split made with control
+        columns, controls (n, T, U) for sequences start .. start+n-1."""
         stop = start + len(frames)
         self._file[split]["frames"][start:stop] = frames
         self._file[split]["states"][start:stop] = states
+        self._write_controls(split, start, stop, controls)
+
+    def _write_controls(self, split, start, stop, controls):
+        has = "controls" in self._file[split]
+        if has != (controls is not None):
+            raise ValueError(f"split {split} was made {'with' if has else 'without'} controls")
+        if has:
+            self._file[split]["controls"][start:stop] = controls
 
     def write_encoded(self, split: str, start: int, chunks: list[bytes],
-                      states: np.ndarray) -> None:
+                      states: np.ndarray, controls: np.ndarray | None = None) -> None:
         """Like `write`, with frames already compressed by `encode_frames` (which can run in
         the worker processes, leaving the writer only the disk to do)."""
         frames = self._file[split]["frames"]
         for k, chunk in enumerate(chunks):
             frames.id.write_direct_chunk((start + k, 0, 0, 0), chunk)
         self._file[split]["states"][start:start + len(chunks)] = states
+        self._write_controls(split, start, start + len(chunks), controls)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
@@ -186,9 +210,10 @@ def _read_meta(path: Path, f: h5py.File) -> dict:
         raise DataFormatError(f"{path}: not a kvae-bench dataset "
                               f"(schema {attrs.get('schema')!r}, expected {SCHEMA!r})")
     version = int(attrs.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
+    if version not in READS_VERSIONS:
         raise DataFormatError(f"{path}: schema_version {version}, this code reads "
-                              f"{SCHEMA_VERSION}; regenerate it with `kvae-bench generate`")
+                              f"{', '.join(map(str, READS_VERSIONS))}; regenerate it with "
+                              "`kvae-bench generate` (or update kvae-bench)")
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
         raise DataFormatError(f"{path}: missing attributes {', '.join(missing)}")
@@ -204,6 +229,9 @@ def _read_meta(path: Path, f: h5py.File) -> dict:
         if split not in f:
             raise DataFormatError(f"{path}: missing group /{split}")
         attrs["splits"][split] = _check_split(path, f[split], attrs)
+    for split in OPTIONAL_SPLITS:
+        if split in f:
+            attrs["splits"][split] = _check_split(path, f[split], attrs)
     return attrs
 
 
@@ -227,20 +255,36 @@ def _check_split(path: Path, group, attrs: dict) -> dict:
     if len(columns) != states.shape[2]:
         raise DataFormatError(f"{path}: {name}/states has {states.shape[2]} columns but "
                               f"{len(columns)} column names")
-    return {"n": n, "steps": steps, "size": h, "columns": columns}
+    control_columns = ()
+    if "controls" in group:
+        controls = group["controls"]
+        if controls.dtype != np.float32 or controls.ndim != 3 or \
+                controls.shape[:2] != (n, steps):
+            raise DataFormatError(f"{path}: {name}/controls must be float32 ({n}, {steps}, U), "
+                                  f"got {controls.dtype} {controls.shape}")
+        control_columns = tuple(_as_str(c) for c in controls.attrs.get("columns", ()))
+        if len(control_columns) != controls.shape[2]:
+            raise DataFormatError(f"{path}: {name}/controls has {controls.shape[2]} columns "
+                                  f"but {len(control_columns)} column names")
+    return {"n": n, "steps": steps, "size": h, "columns": columns,
+            "control_columns": control_columns}
 
 
 def read(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
     """Load one split into memory (the first `limit` sequences if given), after validation."""
     meta = read_meta(path)
     if split not in meta["splits"]:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        valid = SPLITS + tuple(s for s in OPTIONAL_SPLITS if s in meta["splits"])
+        raise ValueError(f"{path} has no split {split!r}; it has {', '.join(valid)}")
+    info = meta["splits"][split]
     try:
         with h5py.File(path, "r") as f:
             group = f[split]
             sl = slice(None) if limit is None else slice(0, limit)
             return Split(frames=group["frames"][sl], states=group["states"][sl],
-                         columns=meta["splits"][split]["columns"])
+                         columns=info["columns"],
+                         controls=group["controls"][sl] if info["control_columns"] else None,
+                         control_columns=info["control_columns"])
     except OSError as e:  # a damaged chunk: h5py reports a failed read or filter
         raise DataFormatError(f"{path}: /{split} is damaged and cannot be read "
                               f"({str(e).splitlines()[0][:100]}); regenerate it with "

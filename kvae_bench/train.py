@@ -130,11 +130,12 @@ def evaluate_elbo(model, data: VideoSplit, batch_size: int, device, seed: int,
     count = 0
     model.eval()
     with torch.no_grad():
-        for i, x in enumerate(data.batches(batch_size, device=device)):
+        for i, (x, u) in enumerate(data.batches(batch_size, device=device,
+                                                with_controls=True)):
             if limit and i * batch_size >= limit:
                 break
             mask = torch.ones(x.shape[:2], device=device)
-            _, logs = model.loss(x, mask, **noise)
+            _, logs = model.loss(x, mask, **noise, **control_kwargs(model.loss, u))
             for k, v in logs.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(x)
             count += len(x)
@@ -274,13 +275,15 @@ def _eager_epoch(model, optimizer, train_data, tcfg, plan, epoch, step, shuffle,
                  device, run_dir):
     """One epoch, step by step: (mean logs, skipped steps, step, last lr)."""
     totals, count, skipped, bad_in_a_row, lr = {}, 0, 0, 0, None
-    for x in train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True):
+    for x, u in train_data.batches(tcfg.batch_size, shuffle, device, drop_last=True,
+                                   with_controls=True):
         lr = learning_rate(tcfg, step, epoch)
         for g in optimizer.param_groups:
             g["lr"] = lr
         mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
             random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
-        loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise)
+        loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise,
+                                **control_kwargs(model.loss, u))
         optimizer.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(loss))
         if ok:
@@ -331,6 +334,8 @@ class _GraphRunner:
     def __init__(self, model, optimizer, train_data: VideoSplit, tcfg: TrainConfig, device):
         self.model, self.optimizer, self.tcfg, self.device = model, optimizer, tcfg, device
         self.frames = train_data.frames.to(device)  # uint8, (N, T, H, W)
+        self.controls = train_data.controls.to(device) \
+            if control_kwargs(model.loss, train_data.controls) else None
         self.step_fn, self.key = None, None
         graphstep.make_capturable(optimizer, device)
 
@@ -340,10 +345,12 @@ class _GraphRunner:
         if key == self.key:
             self.step_fn.set_numbers(plan.loss_kwargs)
             return True
-        x = (self.frames[:self.tcfg.batch_size] > 127).float()
+        B = self.tcfg.batch_size
+        x = (self.frames[:B] > 127).float()
+        u = None if self.controls is None else self.controls[:B]
         try:
             self.step_fn = graphstep.GraphedStep(self.model, self.optimizer, plan, x,
-                                                 self.tcfg.grad_clip)
+                                                 self.tcfg.grad_clip, u)
         except graphstep.GraphUnsupported as e:
             log.warning("training eagerly: %s", e)
             return False
@@ -357,7 +364,9 @@ class _GraphRunner:
         lr = None
         for i in range(steps):
             lr = learning_rate(self.tcfg, step, epoch)
-            self.step_fn.step(self.frames[order[i * B:(i + 1) * B]] > 127, lr)
+            idx = order[i * B:(i + 1) * B]
+            self.step_fn.step(self.frames[idx] > 127, lr,
+                              None if self.controls is None else self.controls[idx])
             step += 1
             bar.update(1)
         logs, good, longest = self.step_fn.take_epoch()
@@ -394,14 +403,23 @@ def _resume_options(saved: dict, spec, model_name, data_path, options: dict, see
     return locate_data(saved, data_path), saved["seed"], merged, changes
 
 
+def _takes(fn, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def generator_kwargs(model, generator: torch.Generator) -> dict:
     """{"generator": generator} for a model whose loss takes one (protocol: optional), else
     {}: the noise of a run then flows from its seed."""
-    try:
-        takes = "generator" in inspect.signature(model.loss).parameters
-    except (TypeError, ValueError):
-        takes = False
-    return {"generator": generator} if takes else {}
+    return {"generator": generator} if _takes(model.loss, "generator") else {}
+
+
+def control_kwargs(fn, controls) -> dict:
+    """{"controls": controls} where the data has controls and the method (loss, impute,
+    generate) takes them (protocol: optional); models without are given none."""
+    return {"controls": controls} if controls is not None and _takes(fn, "controls") else {}
 
 
 def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> None:
@@ -414,6 +432,7 @@ def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> 
         raise UserError(f"{T} frames per sequence are too few: the benchmark observes "
                         f"{need - 1} and predicts the rest; generate data with --steps 20")
     x = (data.frames[:2] > 127).float()  # (B, T, H, W), B = 2 to catch broadcasting
+    u = None if data.controls is None else data.controls[:2]
     mask = torch.ones(x.shape[:2])
     size = f"{data.image_size}x{data.image_size}"
     try:
@@ -427,19 +446,20 @@ def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> 
     problems = []
     try:
         with torch.no_grad():
-            loss, logs = model.loss(x, mask)
+            loss, logs = model.loss(x, mask, **control_kwargs(model.loss, u))
             if not (torch.is_tensor(loss) and loss.numel() == 1):
                 problems.append("loss must return a scalar tensor")
             bad_logs = [k for k, v in logs.items() if not _is_float(v)]
             if bad_logs:
                 problems.append(f"loss logs must be floats, not {', '.join(bad_logs)}")
-            out = model.impute(x, mask)
+            out = model.impute(x, mask, **control_kwargs(model.impute, u))
             if not isinstance(out, dict) or not out:
                 problems.append("impute must return {method: (B, T, H, W)}")
             else:
                 problems += [f"impute[{k!r}] has shape {tuple(v.shape)}, not {tuple(x.shape)}"
                              for k, v in out.items() if tuple(v.shape) != tuple(x.shape)]
-            gen = model.generate(x, masks.T_INIT, T - masks.T_INIT)
+            gen = model.generate(x, masks.T_INIT, T - masks.T_INIT,
+                                 **control_kwargs(model.generate, u))
             want = (2, T - masks.T_INIT, *x.shape[2:])
             if not torch.is_tensor(gen) or tuple(gen.shape) != want:
                 problems.append(f"generate must return {want}, got "

@@ -40,7 +40,9 @@ def test_round_trip(tmp_path):
     meta = h5io.read_meta(path)
     assert meta["env"] == "box" and meta["env_params"] == {"size": 8}
     assert meta["schema"] == h5io.SCHEMA and meta["schema_version"] == h5io.SCHEMA_VERSION
-    assert meta["splits"]["train"] == {"n": 4, "steps": 3, "size": 8, "columns": ("x", "y")}
+    assert meta["splits"]["train"] == {"n": 4, "steps": 3, "size": 8, "columns": ("x", "y"),
+                                       "control_columns": ()}
+    assert "val" not in meta["splits"] and h5io.read(path, "train").controls is None
     for split, (frames, states) in data.items():
         got = h5io.read(path, split)
         np.testing.assert_array_equal(got.frames, frames)
@@ -152,7 +154,8 @@ def test_meta_reads_back_exactly_what_was_written(tmp_path):
                     **attrs, "env_params": {"size": 8}, "dt": 1.0}
     assert list(meta) == ["schema", "schema_version", *attrs]  # in the order written
     assert type(meta["dt"]) is float and type(meta["seed"]) is int
-    assert splits["test"] == {"n": 2, "steps": 3, "size": 8, "columns": ("x", "y")}
+    assert splits["test"] == {"n": 2, "steps": 3, "size": 8, "columns": ("x", "y"),
+                              "control_columns": ()}
 
 
 def test_write_in_blocks(tmp_path):
@@ -410,10 +413,64 @@ def test_round_trip_is_the_identity(case):
         assert list(meta) == ["schema", "schema_version", *attrs]
         for split, (frames, states, _) in data.items():
             assert splits[split] == {"n": len(frames), "steps": attrs["steps"],
-                                     "size": attrs["image_size"], "columns": columns}
+                                     "size": attrs["image_size"], "columns": columns,
+                                     "control_columns": ()}
             got = h5io.read(path, split)
             assert got.columns == columns
             assert got.frames.dtype == np.uint8 and got.states.dtype == np.float32
             assert got.frames.shape == frames.shape and got.states.shape == states.shape
             assert got.frames.tobytes() == frames.tobytes()
             assert got.states.tobytes() == states.tobytes()  # bit for bit, NaNs included
+
+
+def test_controls_val_split_and_preset_round_trip(tmp_path):
+    """Schema 2: an optional val split, optional controls per split, a preset naming the
+    data set; the fingerprint covers controls, so other controls are other data."""
+    from kvae_bench.data import fingerprint
+
+    path = tmp_path / "p.h5"
+    rng = np.random.default_rng(1)
+    written = {}
+    with h5io.Writer(path, {**ATTRS, "preset": "dvbf"}) as w:
+        for split, n in (("train", 3), ("val", 2), ("test", 2)):
+            frames = (rng.random((n, 3, 8, 8)) > 0.5).astype(np.uint8) * 255
+            states = rng.standard_normal((n, 3, 2)).astype(np.float32)
+            controls = rng.standard_normal((n, 3, 1)).astype(np.float32)
+            w.create_split(split, n, 3, 8, ("x", "y"), control_columns=("torque",))
+            w.write(split, 0, frames, states, controls)
+            written[split] = controls
+        with pytest.raises(ValueError, match="with controls"):
+            w.write("train", 0, frames[:1], states[:1])  # a split with controls needs them
+    meta = h5io.read_meta(path)
+    assert set(meta["splits"]) == {"train", "val", "test"}
+    assert meta["splits"]["val"]["control_columns"] == ("torque",)
+    assert h5io.dataset_name(meta) == "box-dvbf"
+    for split, controls in written.items():
+        got = h5io.read(path, split)
+        np.testing.assert_array_equal(got.controls, controls)
+        assert got.control_columns == ("torque",)
+    with pytest.raises(ValueError, match="no split 'nope'.*train, test, val"):
+        h5io.read(path, "nope")
+    before = fingerprint(path)
+    with h5py.File(path, "r+") as f:
+        f["train/controls"][0, 0, 0] += 1.0
+    assert fingerprint(path) != before
+
+
+def test_schema_1_files_still_read(tmp_path):
+    path = tmp_path / "old.h5"
+    data = write(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 1
+    meta = h5io.read_meta(path)
+    assert meta["schema_version"] == 1 and set(meta["splits"]) == {"train", "test"}
+    np.testing.assert_array_equal(h5io.read(path, "test").frames, data["test"][0])
+
+
+def test_damaged_controls_are_named(tmp_path):
+    path = tmp_path / "c.h5"
+    write(path)
+    with h5py.File(path, "r+") as f:
+        f["train"].create_dataset("controls", data=np.zeros((4, 3, 1), np.float64))
+    with pytest.raises(h5io.DataFormatError, match="train/controls must be float32"):
+        h5io.read_meta(path)

@@ -230,15 +230,16 @@ class DVBF(SequenceCodec, nn.Module):
         return self.infer(a, mask, a.new_zeros(*a.shape[:2], self.config.dim_z), u)[0]
 
     @torch.no_grad()
-    def codes(self, x: Tensor) -> Tensor:
+    def codes(self, x: Tensor, controls: Tensor | None = None) -> Tensor:
         """x (B, T, H, W) -> (B, T, A): a_t = lin_z_to_a(z_t) of the mean path with every frame
         observed, the code the decoder reads (the latent probe reads it)."""
-        return self.lin_z_to_a(self._mean_path(x, torch.ones(x.shape[:2], device=x.device)))
+        return self.lin_z_to_a(self._mean_path(x, torch.ones(x.shape[:2], device=x.device),
+                                               controls))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, controls: Tensor | None = None) -> Tensor:
         """x (B, T, H, W) -> the mean path with every frame observed, decoded, in [0, 1]."""
-        z = self._mean_path(x, torch.ones(x.shape[:2], device=x.device))
+        z = self._mean_path(x, torch.ones(x.shape[:2], device=x.device), controls)
         return frame_mean(self.emission_logits(z), self.config.likelihood)
 
     # ---- the model protocol ---------------------------------------------------------------

@@ -62,7 +62,9 @@ class KVAEConfig:
     alpha_net: str = "lstm"  # dynamics parameter network: lstm | mlp (over a FIFO of codes)
     alpha_units: int = 50  # its hidden units
     fifo_length: int = 3  # mlp: how many past codes it sees
-    dim_u: int = 0  # > 0: the network also outputs a control u_t, z_{t+1} = A_t z_t + B_t u_t
+    dim_u: int = 0  # > 0: a control u_t, z_{t+1} = A_t z_t + B_t u_t, B_t = sum_k alpha B_k
+    control: str = "network"  # where u_t comes from: the dynamics network's output, or "data"
+    # (the data set's controls, passed to loss/impute/generate as controls=(B, T, U))
     elbo: str = "exact"  # exact | sampled (same value and gradients; exact is cheaper)
     scale_reconstruction: float = 0.3  # weight of log p(x|a) in training
     conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
@@ -81,6 +83,8 @@ class KVAEConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.dim_u < 0:
             raise ValueError("dim_u must be >= 0")
+        if self.control not in ("network", "data"):
+            raise ValueError(f"control must be network or data, got {self.control!r}")
         if self.only_vae_epochs < 0 or self.frozen_dynamics_epochs < 0:
             raise ValueError("only_vae_epochs and frozen_dynamics_epochs must be >= 0")
         for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
@@ -152,7 +156,7 @@ class KVAE(SequenceCodec, nn.Module):
         self.B = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_z, c.dim_u)) if c.dim_u \
             else None  # (K, Z, U)
         self.alpha_net = DynamicsNetwork(c.dim_a, c.K, c.alpha_units, c.alpha_net,
-                                         c.fifo_length, c.dim_u)
+                                         c.fifo_length, c.dim_u if c.control == "network" else 0)
         self.pixel_log_var = nn.Parameter(torch.full((image_size, image_size),
                                                      math.log(c.pixel_var))) \
             if c.learn_pixel_var else None
@@ -202,24 +206,40 @@ class KVAE(SequenceCodec, nn.Module):
     def _prior(self, B: int):
         return self.mu0.expand(B, -1), self.Sigma0.expand(B, -1, -1)
 
-    def filter(self, a: Tensor, mask: Tensor) -> tuple[lgssm.FilterResult, Dynamics]:
+    def _data_controls(self, controls: Tensor | None, B: int, T: int) -> Tensor | None:
+        """The data's controls (B, T, U) where the model takes them (control = "data"),
+        checked; else None (and any given controls are ignored)."""
+        c = self.config
+        if not c.dim_u or c.control != "data":
+            return None
+        if controls is None or tuple(controls.shape) != (B, T, c.dim_u):
+            got = None if controls is None else tuple(controls.shape)
+            raise ValueError(f"this KVAE takes the data's controls (control=data): pass "
+                             f"controls of shape {(B, T, c.dim_u)}, got {got}")
+        return controls
+
+    def filter(self, a: Tensor, mask: Tensor, controls: Tensor | None = None
+               ) -> tuple[lgssm.FilterResult, Dynamics]:
         """Kalman filter of codes a (B, T, A) under mask.
 
         All observed: alpha for every step from one pass of the network over a_{-1} = 0,
         a_0, ..., a_{T-1}, then the batch filter. With gaps: step by step, the network fed the
-        predicted a_t = C_t m_t where a_t is missing.
+        predicted a_t = C_t m_t where a_t is missing. controls (B, T, U): the data's u_t,
+        applied after step t (control = "data").
         """
         B, T, _ = a.shape
         mu0, Sigma0 = self._prior(B)
+        controls = self._data_controls(controls, B, T)
         if masks.all_observed(mask):
             alpha, u, _ = self.alpha_net(torch.cat([torch.zeros_like(a[:, :1]), a], 1))
             _, C, _ = self._mix(alpha[:, :T])
-            A, _, Bu = self._mix(alpha[:, 1:], None if u is None else u[:, 1:])
+            u = controls if controls is not None else None if u is None else u[:, 1:]
+            A, _, Bu = self._mix(alpha[:, 1:], u)
             f = lgssm.kalman_filter(a, mask, A, C, self.Q, self.R, mu0, Sigma0, Bu=Bu)
             return f, Dynamics(A, C, Bu, alpha)
-        return self._filter_online(a, mask, mu0, Sigma0)
+        return self._filter_online(a, mask, mu0, Sigma0, controls)
 
-    def _filter_online(self, a, mask, mu0, Sigma0):
+    def _filter_online(self, a, mask, mu0, Sigma0, controls=None):
         B, T, _ = a.shape
         mean, cov = mu0, Sigma0
         alpha, _, state = self.alpha_net(torch.zeros_like(a[:, :1]))  # alpha_0
@@ -235,6 +255,8 @@ class KVAE(SequenceCodec, nn.Module):
             seen = torch.where(mask[:, t, None] > 0.5, a[:, t], predicted_a)
             alpha, u, state = self.alpha_net(seen[:, None], state)  # alpha_{t+1} knows a_t
             alpha, u = alpha[:, 0], None if u is None else u[:, 0]
+            if controls is not None:
+                u = controls[:, t]
             alphas.append(alpha)
             A_t, _, Bu_t = self._mix(alpha, u)
             for key, value in (("fm", mean), ("fc", cov), ("ll", ll), ("A", A_t), ("C", C_t),
@@ -279,11 +301,12 @@ class KVAE(SequenceCodec, nn.Module):
     # ---- the model protocol ---------------------------------------------------------------
 
     def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
-             vae_only: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+             vae_only: bool = False, controls: Tensor | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative ELBO per observed frame (training weights), and per-frame logs.
 
         vae_only: the LGSSM term is replaced by a standard normal prior on a (the 2017
-        code's only_vae_epochs).
+        code's only_vae_epochs). controls (B, T, U): the data's (control = "data").
         """
         _check_inputs(x, mask)
         c = self.config
@@ -303,7 +326,7 @@ class KVAE(SequenceCodec, nn.Module):
             log_pa = (-0.5 * (a**2 + torch.log(torch.tensor(2 * torch.pi))).sum(-1) * mask).sum()
             log_pa = log_pa / frames
         else:
-            filtered, dyn = self.filter(a, mask)
+            filtered, dyn = self.filter(a, mask, controls)
             log_pa = self._lgssm_log_prob(a, mask, filtered, dyn, generator).sum() / frames
         elbo = log_px - log_qa + log_pa
         loss = -(c.scale_reconstruction * log_px - log_qa + log_pa)
@@ -312,12 +335,13 @@ class KVAE(SequenceCodec, nn.Module):
         return loss, logs
 
     @torch.no_grad()
-    def impute(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    def impute(self, x: Tensor, mask: Tensor, controls: Tensor | None = None
+               ) -> dict[str, Tensor]:
         """Reconstructions (B, T, H, W) in [0, 1] from a_t = C_t E[z_t | observed]:
         "smoothed" (all observed frames) and "filtered" (frames up to t)."""
         _check_inputs(x, mask)
         a, _ = self.encode(x)
-        filtered, dyn = self.filter(a, mask)
+        filtered, dyn = self.filter(a, mask, controls)
         smoothed = lgssm.rts_smoother(dyn.A, filtered)
         out = {}
         for name, z in (("smoothed", smoothed.smoothed_means),
@@ -328,11 +352,13 @@ class KVAE(SequenceCodec, nn.Module):
 
     @torch.no_grad()
     def generate(self, x: Tensor, n_observed: int, steps: int, *, sample: bool = False,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: torch.Generator | None = None, controls: Tensor | None = None
+                 ) -> Tensor:
         """Frames n_observed .. n_observed + steps - 1 (B, steps, H, W) given the first
         n_observed frames of x. Mean: the filter's predictions with every later frame missing;
         sample: z from the filter at n_observed - 1, then z_{t+1} = A_t z_t + eps,
-        a_t = C_t z_t + delta, the LSTM fed the sampled a's."""
+        a_t = C_t z_t + delta, the LSTM fed the sampled a's. controls (B, n_observed + steps,
+        U): the data's (control = "data")."""
         if not 1 <= n_observed <= x.shape[1]:
             raise ValueError(f"n_observed must be in [1, {x.shape[1]}], got {n_observed}")
         B = x.shape[0]
@@ -343,11 +369,13 @@ class KVAE(SequenceCodec, nn.Module):
         mask[:, :n_observed] = 1
         a, _ = self.encode(xs[:, :n_observed])
         a = torch.cat([a, a.new_zeros(B, steps, a.shape[-1])], 1)
+        controls = self._data_controls(controls, B, total)
         if not sample:
-            filtered, dyn = self.filter(a, mask)
+            filtered, dyn = self.filter(a, mask, controls)
             a_hat = (dyn.C @ filtered.filtered_means.unsqueeze(-1)).squeeze(-1)[:, n_observed:]
             return frame_mean(self.decode(a_hat), self.config.likelihood)
-        filtered, _ = self.filter(a[:, :n_observed], mask[:, :n_observed])
+        filtered, _ = self.filter(a[:, :n_observed], mask[:, :n_observed],
+                                  None if controls is None else controls[:, :n_observed])
         z = lgssm.sample_gaussian(filtered.filtered_means[:, -1], filtered.filtered_covs[:, -1],
                                   generator)  # z_{n-1}
         # the network's state after a_{-1} = 0, a_0 .. a_{n-1}: alpha_n
@@ -356,7 +384,9 @@ class KVAE(SequenceCodec, nn.Module):
         alpha, u = alphas[:, -1], None if us is None else us[:, -1]
         Q, R = self.Q.expand(B, -1, -1), self.R.expand(B, -1, -1)
         codes = []
-        for _ in range(steps):
+        for k in range(steps):
+            if controls is not None:  # u_{t-1} moves z_{t-1} to z_t, t = n_observed + k
+                u = controls[:, n_observed - 1 + k]
             A_prev, C_t, Bu = self._mix(alpha, u)  # A_{t-1} and C_t both use alpha_t
             mean = (A_prev @ z.unsqueeze(-1)).squeeze(-1) + (0 if Bu is None else Bu)
             z = lgssm.sample_gaussian(mean, Q, generator)

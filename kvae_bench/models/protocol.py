@@ -3,15 +3,21 @@
 For x (B, T, H, W) float in [0, 1] and mask (B, T) in {0, 1} (1 = observed):
 
 Core (required):
-    loss(x, mask) -> (loss, logs)          a scalar to minimise and a dict of floats to log;
-                                           evaluated with every frame observed, the logs are
-                                           the test ELBO terms (e.g. "elbo", "log_px")
+    loss(x, mask) -> (loss, logs)          a scalar to minimise and a dict of floats (or 0-d
+                                           tensors, which keep a GPU step free of host reads:
+                                           see kvae_bench.graphstep) to log; evaluated with
+                                           every frame observed, the logs are the test ELBO
+                                           terms (e.g. "elbo", "log_px")
     impute(x, mask) -> {method: (B, T, H, W) probabilities}
     generate(x, n_observed, steps) -> (B, steps, H, W) probabilities of the frames after the
                                       first n_observed
 
 Optional (a default applies where a model has none):
     loss(..., generator=torch.Generator)   noise drawn from it (a run is then bit-repeatable)
+    controls=(B, T, U) to loss, impute,    the data set's controls (u_t acts between frames t
+      generate, codes, reconstruct         and t + 1; generate gets those of all n_observed +
+                                           steps frames), given where the data has them and
+                                           the method takes the keyword; others never see them
     epoch_schedule(epoch) -> EpochSchedule which parameters stay frozen in that epoch and
                                            extra keyword arguments to loss; default: none
     codes(x) -> (B, T, A)                  per-frame codes: the linear position probe reads
