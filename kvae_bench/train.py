@@ -466,6 +466,11 @@ def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> 
                                 f"{tuple(gen.shape) if torch.is_tensor(gen) else type(gen)}")
     except Exception as e:
         problems.append(_first_line(e))
+    if problems and data.controls is None and any("controls" in p for p in problems):
+        raise UserError(f"{spec.name} with these options needs the data's controls, "
+                        "and this data set has none: train it on data with controls (e.g. "
+                        "`kvae-bench generate --env pendulum --preset dvbf`) or drop the "
+                        "control options")
     if problems:
         hint = " (the built-in conv models need a frame size that is a multiple of 8)" \
             if data.image_size % 8 else ""
