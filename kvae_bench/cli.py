@@ -94,7 +94,8 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--size", type=int, help="Frame size in pixels  [default: 32]")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Generation seed: sequence i of a split depends only on (seed, split, i).")
-@click.option("--workers", type=int, help="Processes  [default: CPU count, at most 8]")
+@click.option("--workers", type=int, help="Processes  [default: one, unless the job would "
+              "take over 10 s in one: then one per idle CPU, at most 8]")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Override an environment parameter, e.g. gravity=0,9.8 or speed_max=20 "
                    "(repeatable; see `kvae-bench envs`).")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import numpy as np
-import pymunk
 
+from simulators import chipmunk
 from simulators.render import Canvas
 
 # Limits every environment shares; validate() says why when a value breaks one.
@@ -143,9 +143,10 @@ def _finite(value) -> bool:
 
 
 class Simulator(Protocol):
-    """One environment. `reset` builds a fresh pymunk Space (pymunk caches contact impulses
-    inside a space, so reusing one would couple sequences); `state` and `draw` describe the
-    same instant; `step` advances by params.dt."""
+    """One environment. `reset` builds a fresh chipmunk space (chipmunk caches contact
+    impulses inside a space, so reusing one would couple sequences); `step` advances by
+    params.dt; `draw` draws each frame t of the canvas's video from states[t] alone (the
+    float64 `state()` of that instant), so a frame shows exactly its state."""
 
     params: SimParams
     columns: ClassVar[tuple[str, ...]]
@@ -161,7 +162,7 @@ class Simulator(Protocol):
 
     def draw_static(self, canvas: Canvas) -> None: ...
 
-    def draw(self, canvas: Canvas) -> None: ...
+    def draw(self, canvas: Canvas, states: np.ndarray) -> None: ...  # frame t from (T, S)
 
     def step(self) -> None: ...
 
@@ -173,22 +174,22 @@ def whole_frame(size: int) -> np.ndarray:
 
 def rollout(sim: Simulator, steps: int, rng: np.random.Generator, canvas: Canvas):
     """Run one sequence: frames (T, H, W) uint8 and states (T, S) float32, where states[t]
-    is the physical state that frame t shows (state and picture are taken before stepping)."""
+    is the physical state that frame t shows (frame t is drawn from states[t] in float64)."""
     sim.reset(rng)
-    canvas.reset()
-    sim.draw_static(canvas)
-    canvas.bake_background()
-    size = sim.params.size
-    frames = np.empty((steps, size, size), dtype=np.uint8)
-    states = np.empty((steps, len(sim.columns)), dtype=np.float32)
-    for t in range(steps):
-        states[t] = sim.state()
-        canvas.clear()
-        sim.draw(canvas)
-        canvas.pixels(out=frames[t])
-        if t + 1 < steps:
-            sim.step()
-    return frames, states
+    if canvas.scene is not sim:  # the static scene is the same in every sequence of a sim
+        canvas.reset()
+        sim.draw_static(canvas)
+        canvas.bake_background()
+        canvas.scene = sim
+    state, step = sim.state, sim.step
+    states = list(state())
+    for _ in range(steps - 1):
+        step()
+        states += state()
+    states = np.array(states, dtype=np.float64).reshape(steps, len(sim.columns))
+    canvas.video(steps)
+    sim.draw(canvas, states)
+    return canvas.frames, states.astype(np.float32)
 
 
 def substeps(speed_bound: float, dt: float, max_px: float) -> int:
@@ -197,24 +198,21 @@ def substeps(speed_bound: float, dt: float, max_px: float) -> int:
     return max(1, math.ceil(speed_bound * dt / max_px))
 
 
-def new_space(gravity: tuple[float, float] = (0.0, 0.0)) -> pymunk.Space:
+def speed(v) -> float:
+    """|v| of a chipmunk vector, computed as pymunk's Vec2d.length."""
+    return math.sqrt(v.x ** 2 + v.y ** 2)
+
+
+def new_space(gravity: tuple[float, float] = (0.0, 0.0)) -> chipmunk.Space:
     """A fresh space with tight contact tolerances (allowed overlap 0.01 px)."""
-    space = pymunk.Space()
-    space.gravity = gravity
-    space.collision_slop = 0.01
-    return space
+    return chipmunk.Space(gravity, collision_slop=0.01)
 
 
-def add_ball(space: pymunk.Space, position, velocity, radius: float, elasticity: float = 1.0):
-    """A frictionless dynamic ball of mass 1."""
-    body = pymunk.Body(1.0, pymunk.moment_for_circle(1.0, 0.0, radius))
-    body.position = tuple(float(v) for v in position)
-    body.velocity = tuple(float(v) for v in velocity)
-    shape = pymunk.Circle(body, radius)
-    shape.elasticity = elasticity
-    shape.friction = 0.0
-    space.add(body, shape)
-    return body
+def add_ball(space: chipmunk.Space, position, velocity, radius: float, elasticity: float = 1.0):
+    """A frictionless dynamic ball of mass 1: its cpBody*."""
+    return space.add_ball(1.0, chipmunk.moment_for_circle(1.0, radius),
+                          (float(position[0]), float(position[1])),
+                          (float(velocity[0]), float(velocity[1])), radius, elasticity, 0.0)
 
 
 def wall_radius(a, b) -> float:
@@ -222,21 +220,24 @@ def wall_radius(a, b) -> float:
     return 0.5 if a[0] == b[0] or a[1] == b[1] else 1.0
 
 
-def add_walls(space: pymunk.Space, pixels: list[tuple[int, int]], elasticity: float = 1.0):
-    """Closed chain of static walls through the centres of the given pixels (col, row)."""
-    for a, b in zip(pixels, pixels[1:] + pixels[:1]):
-        seg = pymunk.Segment(space.static_body, (a[0] + 0.5, a[1] + 0.5),
-                             (b[0] + 0.5, b[1] + 0.5), wall_radius(a, b))
-        seg.elasticity = elasticity
-        seg.friction = 0.0
-        space.add(seg)
+def wall_segments(pixels: list[tuple[int, int]]) -> list[tuple]:
+    """Closed chain of walls through the centres of the given pixels (col, row): the
+    segments (a, b, radius) for add_walls."""
+    return [((a[0] + 0.5, a[1] + 0.5), (b[0] + 0.5, b[1] + 0.5), wall_radius(a, b))
+            for a, b in zip(pixels, pixels[1:] + pixels[:1])]
 
 
-def random_velocity(rng: np.random.Generator, speed_range: tuple[float, float]) -> np.ndarray:
+def add_walls(space: chipmunk.Space, segments: list[tuple], elasticity: float = 1.0):
+    """Static frictionless walls, the segments (a, b, radius) of wall_segments."""
+    space.add_segments(space.static_body, segments, elasticity, 0.0)
+
+
+def random_velocity(rng: np.random.Generator,
+                    speed_range: tuple[float, float]) -> tuple[float, float]:
     """Speed U[lo, hi], direction U[0, 360) degrees."""
     speed = rng.uniform(*speed_range)
     angle = rng.uniform(0.0, 2.0 * math.pi)
-    return speed * np.array([math.cos(angle), math.sin(angle)])
+    return (speed * math.cos(angle), speed * math.sin(angle))
 
 
 # ---- parameters from the command line -------------------------------------------------------

@@ -1,17 +1,19 @@
-"""Generate a dataset: per-sequence seeds, a spawn process pool, a progress bar; the arrays go
-to kvae_bench.h5io, the only writer of the file format.
+"""Generate a dataset: per-sequence seeds, one process or a spawn process pool, a progress bar;
+the arrays go to kvae_bench.h5io, the only writer of the file format.
 
 Sequence i of a split depends only on (seed, split, i): its generator is
-np.random.default_rng([seed, SPLIT_IDS[split], i]), and it gets a fresh pymunk Space. So the
+np.random.default_rng([seed, SPLIT_IDS[split], i]), and it gets a fresh chipmunk space. So the
 output is identical for any number of workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +28,16 @@ CHUNK = 50  # sequences per task handed to a worker
 
 
 def sequence_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, SPLIT_IDS[split], index])
+    entropy = [seed, SPLIT_IDS[split], index]
+    if max(entropy) < 2 ** 32:  # the same seed words numpy makes of the list, made faster
+        entropy = np.array(entropy, dtype=np.uint32)
+    return np.random.default_rng(entropy)
 
 
 def generate_block(env: str, params: dict, seed: int, split: str, start: int, stop: int,
                    steps: int):
     """Sequences start .. stop-1 of a split: frames (n, T, H, W) uint8, states (n, T, S)."""
-    from simulators.render import Canvas  # pygame is imported in the process that draws
-
-    sim = simulators.make(env, params)
-    canvas = Canvas(sim.params.size)
+    sim, canvas = _simulator(env, json.dumps(params, sort_keys=True))
     n, size = stop - start, sim.params.size
     frames = np.empty((n, steps, size, size), dtype=np.uint8)
     states = np.empty((n, steps, len(sim.columns)), dtype=np.float32)
@@ -45,20 +47,47 @@ def generate_block(env: str, params: dict, seed: int, split: str, start: int, st
     return frames, states
 
 
+@functools.lru_cache(maxsize=8)
+def _simulator(env: str, params_json: str):
+    """A simulator and its canvas, made once per process for all blocks of the same env and
+    params (making them, validation and static scene included, costs as much as a few
+    sequences; each sequence gets a fresh space all the same)."""
+    from simulators.render import Canvas  # pygame is imported in the process that draws
+
+    sim = simulators.make(env, json.loads(params_json))
+    return sim, Canvas(sim.params.size)
+
+
 def _work(task):
     frames, states = generate_block(*task)
     return task, h5io.encode_frames(frames), states
 
 
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+# Starting spawn workers (a fresh interpreter each, importing numpy, h5py, pymunk, pygame) took
+# 1.2 s on the 2-core machine while it was busy, 0.1 s by fork; one process makes about 3000
+# box sequences a second. Below this many seconds of work left for one process, workers cost
+# more than they can save.
+WORKERS_PAYOFF_S = 10.0
+MAX_WORKERS = 8
+
+
+def auto_workers(seconds_left: float) -> int:
+    """Processes for work that one process would finish in `seconds_left`: one, unless the
+    work outweighs starting workers many times over; then one per idle CPU (CPUs less the
+    1-minute load average), so a busy machine keeps one process."""
+    if seconds_left < WORKERS_PAYOFF_S:
+        return 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    idle = (os.cpu_count() or 1) - load
+    return max(1, min(MAX_WORKERS, int(idle)))
 
 
 def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int = 1000,
              steps: int = 20, seed: int = 0, params: dict | None = None,
              workers: int | None = None, overwrite: bool = False,
              progress: bool = True) -> Path:
-    """Write data for env to `out` atomically and return its path.
+    """Write data for env to `out` atomically and return its path. `workers` processes
+    (None: one, or more where the work is long and CPUs are idle, see auto_workers).
 
     Raises ValueError for bad arguments (unknown env or parameter, bad counts),
     FileExistsError if out exists and not overwrite, OSError if out cannot be written.
@@ -70,8 +99,7 @@ def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int 
         raise ValueError(f"steps must be at least 1, got {steps}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     params_dict = dataclasses.asdict(p)
     columns = simulators.ENVS[env][0].columns
@@ -88,9 +116,13 @@ def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int 
                  disable=None if progress else True) as bar:
         for split, n in counts.items():
             writer.create_split(split, n, steps, p.size, columns)
-        if workers == 1 or len(tasks) == 1:
-            results = map(_work, tasks)
-            _write_all(writer, results, bar)
+        if workers is None:  # the first chunk here, timed, tells whether workers pay off
+            start = time.perf_counter()
+            _write_all(writer, [_work(tasks[0])], bar)
+            tasks = tasks[1:]
+            workers = auto_workers((time.perf_counter() - start) * len(tasks))
+        if workers == 1 or len(tasks) <= 1:
+            _write_all(writer, map(_work, tasks), bar)
         else:
             ctx = multiprocessing.get_context("spawn")  # a fork after pygame init can deadlock
             with ctx.Pool(min(workers, len(tasks))) as pool:

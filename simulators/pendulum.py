@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pymunk
 
+from simulators import chipmunk
 from simulators.base import (
     SimParams,
     add_ball,
     format_value,
     new_space,
+    speed,
     substeps,
     whole_frame,
 )
@@ -110,11 +111,11 @@ class Pendulum:
         velocity = (p.length * omega * c, -p.length * omega * s)
         self.space = new_space(p.gravity)
         self.bob = add_ball(self.space, position, velocity, p.radius)
-        self.space.add(pymunk.PinJoint(self.space.static_body, self.bob, self.pivot, (0, 0)))
+        self.space.add_pin_joint(self.space.static_body, self.bob, self.pivot, (0, 0))
 
     def state(self) -> tuple[float, ...]:
-        x, y = self.bob.position
-        vx, vy = self.bob.velocity
+        xy, v = chipmunk.position(self.bob), chipmunk.velocity(self.bob)
+        x, y, vx, vy = xy.x, xy.y, v.x, v.y
         dx, dy = x - self.pivot[0], y - self.pivot[1]
         angle = math.atan2(dx, dy)
         omega = (dy * vx - dx * vy) / (dx * dx + dy * dy)
@@ -123,16 +124,18 @@ class Pendulum:
     def draw_static(self, canvas: Canvas) -> None:
         """Nothing is static: the pivot is not drawn."""
 
-    def draw(self, canvas: Canvas) -> None:
-        x, y = self.bob.position
+    def draw(self, canvas: Canvas, states: np.ndarray) -> None:
         if self.params.rod_width:
             pivot = (math.floor(self.pivot[0]), math.floor(self.pivot[1]))
-            canvas.line(pivot, (math.floor(x), math.floor(y)), self.params.rod_width)
-        canvas.disc(x, y, self.params.radius)
+            for t, (x, y) in enumerate(states[:, :2].tolist()):
+                canvas.select(t)
+                canvas.line(pivot, (math.floor(x), math.floor(y)), self.params.rod_width)
+        canvas.discs(states[:, :2], self.params.radius)
 
     def step(self) -> None:
         p = self.params
-        bound = self.bob.velocity.length + math.hypot(*p.gravity) * p.dt
+        bound = speed(chipmunk.velocity(self.bob)) + math.hypot(*p.gravity) * p.dt
         n = substeps(bound, p.dt, p.max_substep_px)
+        space, h = self.space.ptr, p.dt / n
         for _ in range(n):
-            self.space.step(p.dt / n)
+            chipmunk.step(space, h)

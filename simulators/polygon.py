@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from simulators import chipmunk
 from simulators.base import (
     SimParams,
     add_ball,
@@ -22,11 +23,17 @@ from simulators.base import (
     format_value,
     new_space,
     random_velocity,
+    speed,
     substeps,
     wall_radius,
+    wall_segments,
     whole_frame,
 )
 from simulators.render import Canvas
+
+# A ball whose edge is farther than this from every wall face touches no wall: chipmunk finds a
+# contact only where the ball overlaps a wall (far above float64 rounding at these distances).
+CLEAR_PX = 1e-9
 
 # The 2017 polygon, as pixel (col, row) of a 32 x 32 frame.
 POLYGON_2017 = ((3.0, 1.0), (1.0, 15.0), (8.0, 30.0), (25.0, 30.0), (30.0, 8.0), (15.0, 1.0))
@@ -140,6 +147,15 @@ def wall_faces(walls: list[tuple[int, int]]) -> list[tuple[float, float, float]]
     return [(float(n[0]), float(n[1]), float(d) + w) for n, d, w in zip(normals, offsets, radii)]
 
 
+def gap_function(faces):
+    """f(x, y) = min over faces of nx * x + ny * y - d, the same float operations as
+    clearance() with the faces' numbers written in (repr round-trips a float exactly): the
+    free-flight loop of BallInPolygon.step calls it about 3 times a frame, and unrolled it
+    costs half as much as the loop over faces."""
+    terms = ", ".join(f"{nx!r} * x + {ny!r} * y - {d!r}" for nx, ny, d in faces)
+    return eval(f"lambda x, y: min({terms})", {})  # noqa: S307
+
+
 def clearance(faces, xy) -> float:
     """Distance from point xy to the nearest wall face (negative outside)."""
     x, y = float(xy[0]), float(xy[1])
@@ -157,9 +173,18 @@ class BallInPolygon:
     def __init__(self, params: PolygonParams):
         self.params = params
         self.walls = params.wall_pixels()
-        self._faces = wall_faces(self.walls)
+        self._faces = tuple(wall_faces(self.walls))
+        self._segments = wall_segments(self.walls)
+        self._flight = (params.dt, params.max_substep_px, 0.5 * params.max_substep_px,
+                        params.radius, gap_function(self._faces))  # what step() reads
+        self._gravity = params.gravity != (0.0, 0.0)
+        self._gravity_step = math.hypot(*params.gravity) * params.dt  # speed gained in a frame
+        pts = np.array(self.walls, dtype=float) + 0.5  # the start's box, see _start
+        self._start_box = ((pts.min(axis=0) + 0.5 + params.radius).tolist(),
+                           (pts.max(axis=0) - 0.5 - params.radius).tolist())
         self.space = None
         self.ball = None
+        self._known = None
 
     # geometry ---------------------------------------------------------------------------
 
@@ -167,61 +192,93 @@ class BallInPolygon:
         """Distance from point xy to the nearest wall face (negative outside)."""
         return clearance(self._faces, xy)
 
-    def _start(self, rng: np.random.Generator) -> np.ndarray:
+    def _start(self, rng: np.random.Generator) -> tuple[float, float]:
         """N(centre, start_std^2) clipped to the walls' bounding box; outside a non-rectangular
         polygon, drawn again (at most 100 times, then the centre)."""
         p = self.params
-        pts = np.array(self.walls, dtype=float) + 0.5
-        lo = pts.min(axis=0) + 0.5 + p.radius
-        hi = pts.max(axis=0) - 0.5 - p.radius
-        centre = np.full(2, p.size / 2.0)
+        (x_lo, y_lo), (x_hi, y_hi) = self._start_box
+        centre = p.size / 2.0
         for _ in range(100):
-            xy = np.clip(centre + p.start_std * rng.standard_normal(2), lo, hi)
+            dx, dy = rng.standard_normal(2).tolist()
+            xy = (min(max(centre + p.start_std * dx, x_lo), x_hi),
+                  min(max(centre + p.start_std * dy, y_lo), y_hi))
             if self.clearance(xy) >= p.radius:
                 return xy
-        return centre
+        return (centre, centre)
 
     # simulator protocol -----------------------------------------------------------------
 
     def reset(self, rng: np.random.Generator) -> None:
         p = self.params
         self.space = new_space(p.gravity)
-        add_walls(self.space, self.walls, p.elasticity)
+        add_walls(self.space, self._segments, p.elasticity)
         position = self._start(rng)
         velocity = random_velocity(rng, (p.speed_min, p.speed_max))
         self.ball = add_ball(self.space, position, velocity, p.radius, p.elasticity)
+        self._known = None  # see step
 
     def state(self) -> tuple[float, ...]:
-        return (*self.ball.position, *self.ball.velocity)
+        if self._known is not None:
+            return self._known
+        xy, v = chipmunk.position(self.ball), chipmunk.velocity(self.ball)
+        return (xy.x, xy.y, v.x, v.y)
 
     def draw_static(self, canvas: Canvas) -> None:
         canvas.outline(self.walls)
 
-    def draw(self, canvas: Canvas) -> None:
-        canvas.disc(self.ball.position.x, self.ball.position.y, self.params.radius)
+    def draw(self, canvas: Canvas, states: np.ndarray) -> None:
+        canvas.discs(states[:, :2], self.params.radius)
 
     def step(self) -> None:
         """Advance dt. Without gravity the ball flies straight until it can touch a wall, so
         free flight is stepped exactly in one go and only the approach to a wall is cut into
-        substeps of at most max_substep_px; with gravity, uniform substeps of that length."""
+        substeps of at most max_substep_px; with gravity, uniform substeps of that length.
+
+        Without gravity, the ball's state is also followed here in plain floats, as chipmunk
+        computes it: a step of length s moves a ball that nothing touched where the step
+        began (no contact, so no velocity change and no bias velocity) to p + v * s, in float64
+        exactly as chipmunk does. Only after a step that began within CLEAR_PX of a wall is the
+        state read back from chipmunk. `_known` keeps the state after the last step when the
+        ball touches nothing there, for state() and the next step (with its `_gap`); None
+        where it might."""
         p = self.params
-        if p.gravity != (0.0, 0.0):
-            bound = self.ball.velocity.length + math.hypot(*p.gravity) * p.dt
+        space, ball = self.space.ptr, self.ball
+        if self._gravity:
+            bound = speed(chipmunk.velocity(ball)) + self._gravity_step
             n = substeps(bound, p.dt, p.max_substep_px)
+            h = p.dt / n
             for _ in range(n):
-                self.space.step(p.dt / n)
+                chipmunk.step(space, h)
             return
-        speed = self.ball.velocity.length
-        n = substeps(speed, p.dt, p.max_substep_px)
-        h = p.dt / n  # every step is a whole number of substeps: chipmunk's contact solver
-        left = n      # warm-starts from the last step and mis-scales on uneven step sizes
+        # substeps() and speed(), inlined: this loop is most of the generation time
+        dt, max_px, half, radius, clearance_at = self._flight
+        if self._known is None:
+            xy, vel = chipmunk.position(ball), chipmunk.velocity(ball)
+            x, y, vx, vy = xy.x, xy.y, vel.x, vel.y
+            gap = clearance_at(x, y) - radius
+        else:
+            (x, y, vx, vy), gap = self._known, self._gap
+        v = math.sqrt(vx ** 2 + vy ** 2)
+        n = max(1, math.ceil(v * dt / max_px))
+        h = dt / n  # every step is a whole number of substeps: chipmunk's contact solver
+        left = n    # warm-starts from the last step and mis-scales on uneven step sizes
+        travel = v * h
+        step = chipmunk.step
         while left:
-            x, y = self.ball.position
-            gap = min(nx * x + ny * y - d for nx, ny, d in self._faces) - p.radius
             # substeps of free flight before the ball can come within half a substep of a wall
             # (unbounded for a ball at rest, whose speed may be 0 or underflow to it)
-            travel = speed * h
-            free = (gap - 0.5 * p.max_substep_px) / travel if travel else math.inf
+            free = (gap - half) / travel if travel else math.inf
             k = left if free >= left else (math.floor(free) if free >= 1 else 1)
-            self.space.step(k * h)
+            s = k * h
+            step(space, s)
             left -= k
+            if gap > CLEAR_PX:  # untouched where the step began: it moved by v s, v unchanged
+                x += vx * s
+                y += vy * s
+            else:  # a wall may have pushed it
+                xy, vel = chipmunk.position(ball), chipmunk.velocity(ball)
+                x, y, vx, vy = xy.x, xy.y, vel.x, vel.y
+            gap = clearance_at(x, y) - radius
+        # (vx, vy) is the velocity after the last step unless a wall touches the ball there
+        self._known = (x, y, vx, vy) if gap > CLEAR_PX else None
+        self._gap = gap

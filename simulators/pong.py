@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import pymunk
 
+from simulators import chipmunk
 from simulators.base import (
     SimParams,
     add_ball,
@@ -24,7 +24,9 @@ from simulators.base import (
     check_start_and_speeds,
     new_space,
     random_velocity,
+    speed,
     substeps,
+    wall_segments,
 )
 from simulators.render import Canvas
 
@@ -83,67 +85,66 @@ class Pong:
         self.left, self.right = 2.0, size - 2.0  # faces of the paddles
         half = params.paddle_length / 2
         self.paddle_range = (self.top + half, self.bottom - half)
+        self.paddle_x = (1.0, size - 1.0)  # paddle centres, one pixel inside the frame edge
         self.space = None
         self.ball = None
         self.paddles = ()
 
-    def _add_paddle(self, x: float, y: float) -> pymunk.Body:
+    def _add_paddle(self, x: float, y: float):
         half = self.params.paddle_length / 2
-        body = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
-        body.position = (x, y)
-        shape = pymunk.Segment(body, (0, -half), (0, half), 1.0)
-        shape.elasticity = self.params.elasticity
-        shape.friction = 0.0
-        self.space.add(body, shape)
-        return body
+        return self.space.add_kinematic_segment((x, y), (0, -half), (0, half), 1.0,
+                                                self.params.elasticity, 0.0)
 
     def reset(self, rng: np.random.Generator) -> None:
         p = self.params
         self.space = new_space()
         size = p.size
-        add_walls(self.space, [(0, 1), (size - 1, 1)], p.elasticity)  # roof
-        add_walls(self.space, [(0, size - 2), (size - 1, size - 2)], p.elasticity)  # floor
+        add_walls(self.space, wall_segments([(0, 1), (size - 1, 1)]), p.elasticity)  # roof
+        add_walls(self.space, wall_segments([(0, size - 2), (size - 1, size - 2)]),
+                  p.elasticity)  # floor
         lo = np.array([self.left, self.top]) + p.radius
         hi = np.array([self.right, self.bottom]) - p.radius
         xy = np.clip(size / 2.0 + p.start_std * rng.standard_normal(2), lo, hi)
         velocity = random_velocity(rng, (p.speed_min, p.speed_max))
         self.ball = add_ball(self.space, xy, velocity, p.radius, p.elasticity)
         y0 = float(np.clip(xy[1], *self.paddle_range))
-        self.paddles = (self._add_paddle(1.0, y0), self._add_paddle(size - 1.0, y0))
+        self.paddles = tuple(self._add_paddle(x, y0) for x in self.paddle_x)
 
     def state(self) -> tuple[float, ...]:
-        return (*self.ball.position, *self.ball.velocity,
-                self.paddles[0].position.y, self.paddles[1].position.y)
+        xy, v = chipmunk.position(self.ball), chipmunk.velocity(self.ball)
+        return (xy.x, xy.y, v.x, v.y, chipmunk.position(self.paddles[0]).y,
+                chipmunk.position(self.paddles[1]).y)
 
     def draw_static(self, canvas: Canvas) -> None:
         size = self.params.size
         canvas.line((0, 1), (size - 1, 1))
         canvas.line((0, size - 2), (size - 1, size - 2))
 
-    def draw(self, canvas: Canvas) -> None:
+    def draw(self, canvas: Canvas, states: np.ndarray) -> None:
         p = self.params
         half = p.paddle_length / 2
-        for paddle in self.paddles:
-            x, y = paddle.position
-            top = round(y - half)
-            canvas.rect(round(x) - 1, top, 2, round(y + half) - top)
-        canvas.disc(self.ball.position.x, self.ball.position.y, p.radius)
-
-    def _steer(self, h: float) -> None:
-        """Each paddle moves toward the ball's height, at most paddle_speed, within range."""
-        target_y = self.ball.position.y
-        reach = self.params.paddle_speed * h
-        lo, hi = self.paddle_range
-        for paddle in self.paddles:
-            y = paddle.position.y
-            new_y = min(max(y + min(max(target_y - y, -reach), reach), lo), hi)
-            paddle.velocity = (0.0, (new_y - y) / h)
+        for t, (left_y, right_y) in enumerate(states[:, 4:6].tolist()):
+            canvas.select(t)
+            for x, y in zip(self.paddle_x, (left_y, right_y)):  # kinematic: x never changes
+                top = round(y - half)
+                canvas.rect(round(x) - 1, top, 2, round(y + half) - top)
+        canvas.discs(states[:, :2], p.radius)
 
     def step(self) -> None:
+        """Advance dt in substeps; before each, each paddle is given the velocity that moves it
+        toward the ball's height, at most paddle_speed, within range."""
         p = self.params
-        bound = self.ball.velocity.length + min(p.paddle_speed, self.ball.velocity.length)
+        v = speed(chipmunk.velocity(self.ball))
+        bound = v + min(p.paddle_speed, v)
         n = substeps(bound, p.dt, p.max_substep_px)
         h = p.dt / n
+        reach = p.paddle_speed * h
+        lo, hi = self.paddle_range
+        space, ball, paddles = self.space.ptr, self.ball, self.paddles
         for _ in range(n):
-            self._steer(h)
-            self.space.step(h)
+            target_y = chipmunk.position(ball).y
+            for paddle in paddles:
+                y = chipmunk.position(paddle).y
+                new_y = min(max(y + min(max(target_y - y, -reach), reach), lo), hi)
+                chipmunk.set_velocity(paddle, (0.0, (new_y - y) / h))
+            chipmunk.step(space, h)
