@@ -84,13 +84,17 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 
 @main.command()
 @click.option("--env", help=f"Environment to simulate ({ENV_HELP}).")
+@click.option("--preset", help="Another paper's protocol for ENV, e.g. --env pendulum "
+              "--preset dvbf (see `kvae-bench envs`); the data set is named ENV-PRESET.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file  [default: data/ENV.h5]")
-@click.option("--train", "n_train", type=int, default=5000, show_default=True,
-              help="Training sequences.")
-@click.option("--test", "n_test", type=int, default=1000, show_default=True,
-              help="Test sequences.")
-@click.option("--steps", type=int, default=20, show_default=True, help="Frames per sequence.")
+              help="Output file  [default: data/ENV.h5, or data/ENV-PRESET.h5]")
+@click.option("--train", "n_train", type=int,
+              help="Training sequences  [default: 5000, or the preset's]")
+@click.option("--val", "n_val", type=int,
+              help="Validation sequences  [default: none, or the preset's]")
+@click.option("--test", "n_test", type=int,
+              help="Test sequences  [default: 1000, or the preset's]")
+@click.option("--steps", type=int, help="Frames per sequence  [default: 20, or the preset's]")
 @click.option("--size", type=int, help="Frame size in pixels  [default: 32]")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Generation seed: sequence i of a split depends only on (seed, split, i).")
@@ -101,27 +105,38 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
                    "(repeatable; see `kvae-bench envs`).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @user_errors
-def generate(env, out, n_train, n_test, steps, size, seed, workers, params, overwrite):
-    """Simulate ENV and write train/test videos to an HDF5 file."""
+def generate(env, preset, out, n_train, n_val, n_test, steps, size, seed, workers, params,
+             overwrite):
+    """Simulate ENV and write train/test (and val) videos to an HDF5 file."""
+    from simulators import presets
     from simulators.generate import generate as run
 
     env = _check_env(env)
     overrides = parse_params(params)
     if size is not None:
         overrides["size"] = str(size)
-    out = out or Path("data") / f"{env}.h5"
+    if preset:
+        try:
+            presets.get(env, preset)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    out = out or Path("data") / (f"{env}-{preset}.h5" if preset else f"{env}.h5")
     _check_output_file(out, overwrite)
     try:
         path = run(out, env, n_train=n_train, n_test=n_test, steps=steps, seed=seed,
                    params=overrides, workers=workers, overwrite=overwrite,
-                   progress=progress())
+                   progress=progress(), preset=preset, n_val=n_val)
     except ValueError as e:
         raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     size_mb = path.stat().st_size / 2**20
-    click.echo(f"wrote {path} ({size_mb:.1f} MiB): {n_train} train + {n_test} test sequences "
-               f"of {steps} frames; inspect it with `kvae-bench inspect {path}`")
+    from kvae_bench import h5io
+
+    meta = h5io.read_meta(path)
+    counts = " + ".join(f"{m['n']} {s}" for s, m in meta["splits"].items())
+    click.echo(f"wrote {path} ({size_mb:.1f} MiB): {counts} sequences of {meta['steps']} "
+               f"frames; inspect it with `kvae-bench inspect {path}`")
 
 
 def _check_output_file(out: Path, overwrite: bool) -> None:

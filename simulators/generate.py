@@ -22,8 +22,9 @@ from tqdm import tqdm
 import simulators
 from kvae_bench import h5io
 from kvae_bench.runinfo import git_commit, utc_now
+from simulators import presets
 
-SPLIT_IDS = {"train": 0, "test": 1}
+SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
 CHUNK = 50  # sequences per task handed to a worker
 
 
@@ -35,8 +36,11 @@ def sequence_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def generate_block(env: str, params: dict, seed: int, split: str, start: int, stop: int,
-                   steps: int):
-    """Sequences start .. stop-1 of a split: frames (n, T, H, W) uint8, states (n, T, S)."""
+                   steps: int, preset: str | None = None):
+    """Sequences start .. stop-1 of a split: frames (n, T, H, W) uint8, states (n, T, S), and
+    controls (n, T, U) for a preset with controls (else None)."""
+    if preset:
+        return _preset_block(env, preset, seed, split, start, stop, steps)
     sim, canvas = _simulator(env, json.dumps(params, sort_keys=True))
     n, size = stop - start, sim.params.size
     frames = np.empty((n, steps, size, size), dtype=np.uint8)
@@ -45,6 +49,22 @@ def generate_block(env: str, params: dict, seed: int, split: str, start: int, st
         frames[k], states[k] = simulators.rollout(sim, steps, sequence_rng(seed, split, start + k),
                                                   canvas)
     return frames, states
+
+
+def _preset_block(env, name, seed, split, start, stop, steps):
+    from simulators.render import Canvas
+
+    p = presets.get(env, name)
+    canvas, n = Canvas(p.size), stop - start
+    frames = np.empty((n, steps, p.size, p.size), dtype=np.uint8)
+    states = np.empty((n, steps, len(p.columns)), dtype=np.float32)
+    controls = np.empty((n, steps, len(p.control_columns)), dtype=np.float32) \
+        if p.control_columns else None
+    for k in range(n):
+        frames[k], states[k], u = p.sequence(sequence_rng(seed, split, start + k), steps, canvas)
+        if controls is not None:
+            controls[k] = u
+    return frames, states, controls
 
 
 @functools.lru_cache(maxsize=8)
@@ -59,8 +79,8 @@ def _simulator(env: str, params_json: str):
 
 
 def _work(task):
-    frames, states = generate_block(*task)
-    return task, h5io.encode_frames(frames), states
+    frames, states, *controls = generate_block(*task)
+    return task, h5io.encode_frames(frames), states, controls[0] if controls else None
 
 
 # Starting spawn workers (a fresh interpreter each, importing numpy, h5py, pymunk, pygame) took
@@ -82,17 +102,34 @@ def auto_workers(seconds_left: float) -> int:
     return max(1, min(MAX_WORKERS, int(idle)))
 
 
-def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int = 1000,
-             steps: int = 20, seed: int = 0, params: dict | None = None,
-             workers: int | None = None, overwrite: bool = False,
-             progress: bool = True) -> Path:
-    """Write data for env to `out` atomically and return its path. `workers` processes
-    (None: one, or more where the work is long and CPUs are idle, see auto_workers).
+def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
+             n_test: int | None = None, steps: int | None = None, seed: int = 0,
+             params: dict | None = None, workers: int | None = None, overwrite: bool = False,
+             progress: bool = True, preset: str | None = None, n_val: int | None = None
+             ) -> Path:
+    """Write data for env (or its preset, simulators.presets) to `out` atomically and return
+    its path. Sizes default to 5000 train, no val, 1000 test, 20 steps, or the preset's.
+    `workers` processes (None: one, or more where the work is long and CPUs are idle, see
+    auto_workers).
 
-    Raises ValueError for bad arguments (unknown env or parameter, bad counts),
+    Raises ValueError for bad arguments (unknown env, preset or parameter, bad counts),
     FileExistsError if out exists and not overwrite, OSError if out cannot be written.
     """
-    p = simulators.env_params(env, params)
+    if preset:
+        pr = presets.get(env, preset)
+        if params:
+            raise ValueError(f"the {env}-{preset} preset fixes its parameters: drop --param "
+                             "and --size")
+        n_train, n_val, n_test, steps = (pr.n_train if n_train is None else n_train,
+                                         pr.n_val if n_val is None else n_val,
+                                         pr.n_test if n_test is None else n_test,
+                                         pr.steps if steps is None else steps)
+    else:
+        n_train, n_val, n_test, steps = (5000 if n_train is None else n_train, n_val or 0,
+                                         1000 if n_test is None else n_test,
+                                         20 if steps is None else steps)
+    if n_val < 0:
+        raise ValueError(f"val must be >= 0, got {n_val}")
     if n_train < 1 or n_test < 1:
         raise ValueError(f"need at least 1 train and 1 test sequence, got {n_train}, {n_test}")
     if steps < 1:
@@ -101,21 +138,27 @@ def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int 
         raise ValueError(f"seed must be >= 0, got {seed}")
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    params_dict = dataclasses.asdict(p)
-    columns = simulators.ENVS[env][0].columns
+    if preset:
+        params_dict, size, dt = pr.env_params(), pr.size, pr.params["dt"]
+        columns, control_columns = pr.columns, pr.control_columns
+    else:
+        p = simulators.env_params(env, params)
+        params_dict, size, dt = dataclasses.asdict(p), p.size, p.dt
+        columns, control_columns = simulators.ENVS[env][0].columns, ()
     attrs = {
-        "env": env, "env_params": json.dumps(params_dict), "seed": seed, "dt": p.dt,
-        "steps": steps, "image_size": p.size, "generator_version": simulators.GENERATOR_VERSION,
+        "env": env, "env_params": json.dumps(params_dict), "seed": seed, "dt": dt,
+        "steps": steps, "image_size": size, "generator_version": simulators.GENERATOR_VERSION,
         "created_utc": utc_now(), "git_commit": git_commit(),
+        **({"preset": preset} if preset else {}),
     }
-    counts = {"train": n_train, "test": n_test}
-    tasks = [(env, params_dict, seed, split, start, min(start + CHUNK, n), steps)
+    counts = {"train": n_train, **({"val": n_val} if n_val else {}), "test": n_test}
+    tasks = [(env, params_dict, seed, split, start, min(start + CHUNK, n), steps, preset)
              for split, n in counts.items() for start in range(0, n, CHUNK)]
     with h5io.Writer(out, attrs, overwrite=overwrite) as writer, \
-            tqdm(total=n_train + n_test, unit="seq", desc=f"generate {env}",
+            tqdm(total=sum(counts.values()), unit="seq", desc=f"generate {env}",
                  disable=None if progress else True) as bar:
         for split, n in counts.items():
-            writer.create_split(split, n, steps, p.size, columns)
+            writer.create_split(split, n, steps, size, columns, control_columns)
         if workers is None:  # the first chunk here, timed, tells whether workers pay off
             start = time.perf_counter()
             _write_all(writer, [_work(tasks[0])], bar)
@@ -131,6 +174,6 @@ def generate(out: str | os.PathLike, env: str, n_train: int = 5000, n_test: int 
 
 
 def _write_all(writer: h5io.Writer, results, bar) -> None:
-    for (_, _, _, split, start, stop, _), chunks, states in results:
-        writer.write_encoded(split, start, chunks, states)
+    for (_, _, _, split, start, stop, _, _), chunks, states, controls in results:
+        writer.write_encoded(split, start, chunks, states, controls)
         bar.update(stop - start)
