@@ -70,7 +70,7 @@ class RunSpec:
     """One run of the grid: what to train, on which data, with which options."""
 
     name: str  # its folder under OUT/runs/
-    env: str
+    env: str  # the data set's name in the tables: ENV or ENV-PRESET
     model: str  # module:Class
     model_name: str  # its name in the tables
     seed: int
@@ -101,31 +101,77 @@ def plan(envs: list[str], models: list[str], seeds: list[int], profile: str,
     specs = {m.name: m for m in map(registry.resolve, models)}  # one entry per model
     canonical = datasets_csv()
     runs = []
-    for env in dict.fromkeys(envs):
-        data = Path("data") / f"{env}{prof.data_suffix}.h5"
+    for dataset in dict.fromkeys(envs):
+        env, preset, want = profile_data(dataset, profile)
+        data = Path("data") / f"{dataset}{prof.data_suffix}.h5"
         if not data.exists():
             print(f"generating {data}", file=sys.stderr)
-            generate(data, env, n_train=prof.n_train, n_test=prof.n_test, progress=progress)
+            generate(data, env, n_train=want["train"], n_test=want["test"],
+                     n_val=want.get("val", 0), steps=want["steps"], preset=preset,
+                     progress=progress)
         fp = fingerprint(data)
-        _check_profile_data(data, env, prof, fp, canonical.get(data.stem, {}).get("fingerprint"))
+        _check_profile_data(data, dataset, want, fp,
+                            canonical.get(data.stem, {}).get("fingerprint"))
         for seed in dict.fromkeys(seeds):
             for name, spec in specs.items():
                 options = {**prof.train_options, **prof.model_options.get(name, {}),
+                           **DATASET_MODEL_OPTIONS.get(dataset, {}).get(name, {}),
                            "epochs": prof.epochs}
-                runs.append(RunSpec(f"{name}-{env}-s{seed}", env, spec.target, name, seed,
+                runs.append(RunSpec(f"{name}-{dataset}-s{seed}", dataset, spec.target, name, seed,
                                     str(data), fp, options))
     return runs
 
 
-def _check_profile_data(data: Path, env: str, prof: Profile, fp: str, canonical: str | None):
+# Model options a data set needs: models that take controls use the data's.
+DATASET_MODEL_OPTIONS = {
+    "pendulum-dvbf": {"kvae": {"dim_u": 1, "control": "data"},
+                      "kvae-mlp": {"dim_u": 1, "control": "data"},
+                      "dvbf": {"dim_u": 1}},
+}
+
+
+def split_dataset(dataset: str) -> tuple[str, str | None]:
+    """'box' -> ('box', None); 'pendulum-dvbf' -> ('pendulum', 'dvbf'). ValueError names the
+    valid ones."""
+    import simulators
+    from simulators import presets
+
+    if dataset in simulators.ENVS:
+        return dataset, None
+    env, _, preset = dataset.partition("-")
+    if env in simulators.ENVS and preset:
+        presets.get(env, preset)
+        return env, preset
+    valid = [*simulators.ENVS, *(f"{e}-{p}" for e, p in presets.PRESETS)]
+    raise ValueError(f"unknown data set {dataset!r}; valid: {', '.join(valid)}")
+
+
+def profile_data(dataset: str, profile: str) -> tuple[str, str | None, dict]:
+    """(env, preset, sizes) of a data set in a profile: the profile's sizes for an env, a
+    preset's own sizes (the smoke profile's, tiny, for either)."""
+    from simulators import presets
+
+    prof = PROFILES[profile]
+    env, preset = split_dataset(dataset)
+    if preset and profile != "smoke":
+        p = presets.get(env, preset)
+        return env, preset, {"train": p.n_train, "val": p.n_val, "test": p.n_test,
+                             "steps": p.steps}
+    steps = presets.get(env, preset).steps if preset else 20
+    return env, preset, {"train": prof.n_train, "test": prof.n_test, "steps": steps}
+
+
+def _check_profile_data(data: Path, dataset: str, want: dict, fp: str, canonical: str | None):
     from kvae_bench import h5io
 
     meta = h5io.read_meta(data)
-    made = (meta["env"], meta["splits"]["train"]["n"], meta["splits"]["test"]["n"],
-            meta["steps"])
-    if made != (env, prof.n_train, prof.n_test, 20) or (canonical and fp != canonical):
-        raise UserError(f"{data} is not this profile's {env} data ({made[1]} + {made[2]} "
-                        f"sequences of {made[3]} frames, env {made[0]}"
+    made = {"dataset": h5io.dataset_name(meta), "steps": meta["steps"],
+            **{s: m["n"] for s, m in meta["splits"].items()}}
+    expected = {"dataset": dataset, **{k: v for k, v in want.items() if v}}
+    if made != expected or (canonical and fp != canonical):
+        sizes = " + ".join(f"{made[s]} {s}" for s in ("train", "val", "test") if s in made)
+        raise UserError(f"{data} is not this profile's {dataset} data ({sizes} sequences of "
+                        f"{made['steps']} frames, data set {made['dataset']}"
                         f"{', not the canonical file' if canonical and fp != canonical else ''}"
                         f"): move it away and the benchmark generates it")
 

@@ -341,10 +341,12 @@ def report_cmd(runs, out, force):
 
 
 @main.command("benchmark")
-@click.option("--env", help=f"Comma-separated environments; their data is generated when "
-                            f"missing ({ENV_HELP}).")
+@click.option("--env", help=f"Comma-separated data sets: environments ({ENV_HELP}) or "
+                            "ENV-PRESET (e.g. pendulum-dvbf); their data is generated when "
+                            "missing.")
 @click.option("--models", help="Comma-separated models: registered names or "
-                               "package.module:Class  [default: every registered model]")
+                               "package.module:Class  [default: every registered model but "
+                               "variants such as kvae-mlp]")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--profile", type=click.Choice(["smoke", "quick", "paper"]), default="quick",
@@ -388,8 +390,8 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     )
     from kvae_bench.report import check_no_runs_lost, check_out_dir, report
 
-    model_list = parse_list(models, name="--models") if models else list(registry.registered())
-    envs = [_check_env(e) for e in (parse_list(env, name="--env") if env else [None])]
+    model_list = parse_list(models, name="--models") if models else registry.grid_default()
+    envs = [_check_dataset(e) for e in (parse_list(env, name="--env") if env else [None])]
     seed_list = parse_list(seeds, int, name="--seeds")
     if any(s < 0 for s in seed_list):
         raise UserError(f"--seeds must be >= 0, got {seeds!r}")
@@ -460,6 +462,18 @@ def options(names) -> None:
     click.echo("training:")
     for f in dataclasses.fields(TrainConfig):
         click.echo(f"  {f.name} = {f.default!r}")
+
+
+def _check_dataset(name: str | None) -> str:
+    """A data set of the grid: an env or ENV-PRESET (the default env for None)."""
+    from kvae_bench.benchmark import split_dataset
+
+    name = _check_env(name) if name is None else name
+    try:
+        split_dataset(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return name
 
 
 def _check_env(env: str | None) -> str:

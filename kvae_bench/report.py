@@ -99,9 +99,20 @@ def _run_rows(m: dict):
     for k, v in (m.get("elbo") or {}).items():
         if v is not None:
             yield (d, model, "", "", None, f"test_{k}"), v
+    steps = _steps(m)
+    if (m.get("elbo") or {}).get("elbo") is not None and steps:
+        yield (d, model, "", "", None, "test_elbo_per_sequence"), m["elbo"]["elbo"] * steps
     for k in ("reconstruction_hamming", "probe_r2"):
         if m.get(k) is not None:
             yield (d, model, "", "", None, k), m[k]
+
+
+def _steps(m: dict) -> int | None:
+    """Frames per test sequence: the observed ones plus the generated ones."""
+    gen = m.get("generation") or {}
+    if "n_observed" not in gen or not gen.get("hamming_per_step"):
+        return None
+    return gen["n_observed"] + len(gen["hamming_per_step"])
 
 
 def _trivial_rows(m: dict):
@@ -296,6 +307,9 @@ def dataset_sections(d: str, table: list[dict], index: Index, metrics: list[dict
             t.caption = (f"Generation from the first {n_obs} frames against the simulator's "
                          f"true continuation: {what}.")
             sec.blocks.append(("table", t))
+    elbo = elbo_table(table, index, d)
+    if elbo:
+        sec.blocks.append(("table", elbo))
     scalars = [r for r in table if r["env"] == d and r["protocol"] == ""]
     if scalars:
         sec.blocks.append(("table", Table(
@@ -314,6 +328,31 @@ def dataset_sections(d: str, table: list[dict], index: Index, metrics: list[dict
                                    f"{v['n_observed']} frames only."))
     sec.blocks.append(("table", _runs_table(runs)))
     return sec
+
+
+def elbo_table(table: list[dict], index: Index, d: str) -> Table | None:
+    """Test ELBO per sequence (nats) per model, beside published values where the references
+    hold any for this data set (their source and how they were obtained in the caption)."""
+    rows = [r for r in table if r["env"] == d and r["metric"] == "test_elbo_per_sequence"]
+    refs = [r for r in index.refs.values() if r["env"] == d and r["metric"] == "elbo_per_sequence"]
+    if not rows or not refs:
+        return None
+    models = [r["model"] for r in rows] + sorted({r["model"] for r in refs}
+                                                 - {r["model"] for r in rows})
+    ours = {r["model"]: r for r in rows}
+    theirs = {r["model"]: r for r in refs}
+    body = []
+    for model in models:
+        row, ref = ours.get(model), theirs.get(model)
+        mine = "" if row is None else (f"{row['mean']:.2f}" + (
+            f" ± {row['std']:.2f}" if row["n"] > 1 else "") + f" (n = {row['n']})")
+        body.append([model, mine, "" if ref is None else f"{ref['value']:.2f}",
+                     "" if ref is None else f"{ref['source']}: {ref['how']}"])
+    return Table(["model", "ours: test ELBO per sequence (nats)", "published", "source"], body,
+                 "Test ELBO per sequence (nats), ours mean ± std over seeds. Not like for like "
+                 "with the published values: ours is a Bernoulli likelihood of binary frames, "
+                 "theirs a Gaussian likelihood of their pixel scale (positive values), so only "
+                 "each column's ordering compares.")
 
 
 def _runs_table(runs: list[dict]) -> Table:

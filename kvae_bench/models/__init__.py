@@ -29,11 +29,20 @@ ENTRY_POINT_GROUP = "kvae_bench.models"
 DEFAULT = "kvae"  # what `train` trains when no --model is given
 BUILTIN = {
     "kvae": "kvae_bench.models.kvae:KVAE",
+    "kvae-mlp": "kvae_bench.models.kvae:KVAEMLP",
     "ae_rnn": "kvae_bench.models.ae_rnn:AERNN",
     "vae_rnn": "kvae_bench.models.vae_rnn:VAERNN",
     "dmm": "kvae_bench.models.dmm:DMM",
     "dvbf": "kvae_bench.models.dvbf:DVBF",
 }
+
+
+VARIANTS = {"kvae-mlp"}  # built-in variants a grid runs only when named in --models
+
+
+def grid_default() -> list[str]:
+    """The models `benchmark` runs without --models: every registered one but the variants."""
+    return [name for name in registered() if name not in VARIANTS]
 
 
 def registered() -> dict[str, str]:

@@ -142,7 +142,7 @@ class KVAE(SequenceCodec, nn.Module):
 
     def __init__(self, image_size: int, **options):
         super().__init__()
-        config = KVAEConfig(**options)
+        config = self.Config(**options)
         config.validate()
         self.config = config
         c = config
@@ -402,3 +402,15 @@ def _check_inputs(x: Tensor, mask: Tensor) -> None:
         raise ValueError(f"x must be (B, T, H, W), got shape {tuple(x.shape)}")
     if tuple(mask.shape) != tuple(x.shape[:2]):
         raise ValueError(f"mask must be (B, T) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+
+
+@dataclass(frozen=True)
+class KVAEMLPConfig(KVAEConfig):
+    encoder: str = "mlp"
+
+
+class KVAEMLP(KVAE):
+    """The KVAE with the MLP encoder and decoder: the paper's "KVAE (MLP)" of Table 1, named
+    kvae-mlp in the tables (the same as kvae --set encoder=mlp)."""
+
+    Config = KVAEMLPConfig
