@@ -84,6 +84,30 @@ def profile(precision, elbo, x, device, repeats):
     return parts, logs, m
 
 
+def floor_lines(x, bf16_step_ms: float) -> str:
+    """What this machine allows: the step's FLOPs (counted by torch) against the best bf16
+    matrix product of the decoder's largest layer's shape (im2col GEMM: 640 frames x 16 x 16
+    pixels by 288 by 128), as a lower bound on the step time."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    m = models.build("kvae", x.shape[-1], {"conv_precision": "bf16"})
+    mask = torch.ones(x.shape[:2], device=x.device)
+    with FlopCounterMode(display=False) as counter:
+        loss, _ = m.to(x.device).loss(x, mask)
+        loss.backward()
+    flops = counter.get_total_flops()
+    M, K, N = x.shape[0] * x.shape[1] * (x.shape[-1] // 2) ** 2, 288, 128
+    a = torch.randn(M, K, dtype=torch.bfloat16, device=x.device)
+    b = torch.randn(K, N, dtype=torch.bfloat16, device=x.device)
+    gemm_ms = timed(lambda: a @ b, str(x.device), 3)
+    peak = 2 * M * K * N / (gemm_ms / 1e3)
+    floor = flops / peak * 1e3
+    return (f"step FLOPs {flops / 1e9:.1f} G; best bf16 GEMM of the largest layer's shape "
+            f"{peak / 1e12:.2f} TFLOP/s -> floor {floor:.0f} ms per step at that rate "
+            f"(measured bf16 step {bf16_step_ms:.0f} ms = {floor / bf16_step_ms:.0%} of it)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -108,6 +132,7 @@ def main():
     steps = 5000 // 32
     print(f"{'epoch of box (156 st)':<22}" + "".join(
         f"{rows[s]['step (fwd+bwd+adam)'] * steps / 1e3:>15.1f}s" for s in settings))
+    print(floor_lines(x, rows[settings[1]]["step (fwd+bwd+adam)"]))
     f32, b16 = logs[settings[0]], logs[settings[1]]
     print("same weights and batch, per frame: log p(x|a) float32 "
           f"{f32['log_px']:.4f} vs bf16 {b16['log_px']:.4f}; ELBO {f32['elbo']:.4f} vs "

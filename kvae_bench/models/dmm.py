@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from kvae_bench.models.nets import (
     SequenceCodec,
     build_autoencoder,
+    check_inputs,
     frame_log_likelihood,
     frame_mean,
 )
@@ -225,7 +226,7 @@ class DMM(SequenceCodec, nn.Module):
              ) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative ELBO per observed frame, and the logs "elbo" (nats per observed frame),
         "log_px", "kl" (per observed frame), detached 0-d tensors."""
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         log_px, kl = self.sequence_terms(x, mask, generator)
         frames = mask.sum().clamp_min(1.0)
         log_px, kl = log_px.sum() / frames, kl.sum() / frames
@@ -235,7 +236,7 @@ class DMM(SequenceCodec, nn.Module):
     @torch.no_grad()
     def impute(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """{"smoothed": (B, T, H, W)}: the posterior mean path decoded (see the module doc)."""
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         z = self._mean_path(x, mask)
         return {"smoothed": frame_mean(self.emission_logits(z), self.config.likelihood)}
 
@@ -257,10 +258,3 @@ class DMM(SequenceCodec, nn.Module):
             if sample else a.new_zeros(shape)
         z, _ = self.infer(a, mask, eps)
         return frame_mean(self.emission_logits(z[:, n_observed:]), self.config.likelihood)
-
-
-def _check_inputs(x: Tensor, mask: Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"x must be (B, T, H, W), got shape {tuple(x.shape)}")
-    if tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"mask must be (B, T) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")

@@ -47,10 +47,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from kvae_bench.models.dmm import _check_inputs
 from kvae_bench.models.nets import (
     SequenceCodec,
     build_autoencoder,
+    check_inputs,
     frame_log_likelihood,
     frame_mean,
 )
@@ -250,7 +250,7 @@ class DVBF(SequenceCodec, nn.Module):
         """The annealed negative ELBO per observed frame (the ELBO itself at annealing = 1),
         and the logs "elbo" (nats per observed frame, never annealed), "log_px", "kl" (per
         observed frame), detached 0-d tensors."""
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         log_px, cross, entropy = (v.sum() / mask.sum().clamp_min(1.0)
                                   for v in self.sequence_terms(x, mask, generator, controls))
         elbo = log_px + cross + entropy
@@ -262,7 +262,7 @@ class DVBF(SequenceCodec, nn.Module):
     def impute(self, x: Tensor, mask: Tensor, *, controls: Tensor | None = None
                ) -> dict[str, Tensor]:
         """{"filtered": (B, T, H, W)}: the mean path decoded (see the module doc)."""
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         z = self._mean_path(x, mask, controls)
         return {"filtered": frame_mean(self.emission_logits(z), self.config.likelihood)}
 

@@ -37,6 +37,7 @@ from kvae_bench import lgssm, masks
 from kvae_bench.models.nets import (
     SequenceCodec,
     build_autoencoder,
+    check_inputs,
     frame_log_likelihood,
     frame_mean,
 )
@@ -308,7 +309,7 @@ class KVAE(SequenceCodec, nn.Module):
         vae_only: the LGSSM term is replaced by a standard normal prior on a (the 2017
         code's only_vae_epochs). controls (B, T, U): the data's (control = "data").
         """
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         c = self.config
         mean, var = self.encode(x)
         eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
@@ -339,7 +340,7 @@ class KVAE(SequenceCodec, nn.Module):
                ) -> dict[str, Tensor]:
         """Reconstructions (B, T, H, W) in [0, 1] from a_t = C_t E[z_t | observed]:
         "smoothed" (all observed frames) and "filtered" (frames up to t)."""
-        _check_inputs(x, mask)
+        check_inputs(x, mask)
         a, _ = self.encode(x)
         filtered, dyn = self.filter(a, mask, controls)
         smoothed = lgssm.rts_smoother(dyn.A, filtered)
@@ -395,13 +396,6 @@ class KVAE(SequenceCodec, nn.Module):
             alpha, u, state = self.alpha_net(code[:, None], state)  # alpha_{t+1} sees a_t
             alpha, u = alpha[:, 0], None if u is None else u[:, 0]
         return frame_mean(self.decode(torch.stack(codes, 1)), self.config.likelihood)
-
-
-def _check_inputs(x: Tensor, mask: Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"x must be (B, T, H, W), got shape {tuple(x.shape)}")
-    if tuple(mask.shape) != tuple(x.shape[:2]):
-        raise ValueError(f"mask must be (B, T) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,14 @@ class SequenceCodec:
         return out.view(B, T, *out.shape[-2:])
 
 
+def check_inputs(x: Tensor, mask: Tensor) -> None:
+    """x (B, T, H, W) and mask (B, T), or a ValueError saying which shape is wrong."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be (B, T, H, W), got shape {tuple(x.shape)}")
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask must be (B, T) = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+
+
 def build_autoencoder(kind: str, image_size: int, dim_a: int, noise_emission: float):
     if kind not in ENCODERS:
         raise ValueError(f"unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}")
