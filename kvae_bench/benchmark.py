@@ -232,9 +232,8 @@ def execute(spec: RunSpec, run: Path, device: str, threads: int | None, progress
               launched_by=f"kvae-bench benchmark, {executor} executor")
         evaluate(run, device=device, progress=False, data=data or spec.data)
         return {"name": spec.name, "status": "done", "minutes": (time.time() - t0) / 60}
-    except BaseException as e:  # a failed run is reported, never stops the grid (Ctrl-C does)
-        if isinstance(e, KeyboardInterrupt):
-            raise
+    except Exception as e:  # a failed run is reported, never stops the grid (Ctrl-C and
+        # SIGTERM, KeyboardInterrupt and SystemExit, do)
         return {"name": spec.name, "status": "failed", "minutes": (time.time() - t0) / 60,
                 "error": first_line(e)}
 

@@ -132,3 +132,27 @@ def test_evaluate_errors(tmp_path):
     assert r.exit_code == 1 and "not a run directory" in r.output
     r = CliRunner().invoke(main, ["benchmark", "--models", "kvae,gru"])
     assert r.exit_code == 1 and "unknown model 'gru'" in r.output
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stopped_run_stops_the_grid(monkeypatch, tmp_path, stop):
+    """Ctrl-C (KeyboardInterrupt) and SIGTERM (the CLI's handler raises SystemExit) end the
+    grid; any other error fails that run only."""
+    from kvae_bench import benchmark, train
+
+    spec = benchmark.RunSpec("kvae-box-s0", "box", "kvae_bench.models.kvae:KVAE", "kvae", 0,
+                             "data/box.h5", "0" * 64, {"epochs": 1})
+
+    def interrupted(*args, **kwargs):
+        raise stop(143) if stop is SystemExit else stop()
+
+    monkeypatch.setattr(train, "train", interrupted)
+    with pytest.raises(stop):
+        benchmark.execute(spec, tmp_path / "run", "cpu", None, progress=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train, "train", broken)
+    result = benchmark.execute(spec, tmp_path / "run", "cpu", None, progress=False)
+    assert result["status"] == "failed" and "out of memory" in result["error"]
