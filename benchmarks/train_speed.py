@@ -105,7 +105,7 @@ def floor_lines(x, bf16_step_ms: float) -> str:
     floor = flops / peak * 1e3
     return (f"step FLOPs {flops / 1e9:.1f} G; best bf16 GEMM of the largest layer's shape "
             f"{peak / 1e12:.2f} TFLOP/s -> floor {floor:.0f} ms per step at that rate "
-            f"(measured bf16 step {bf16_step_ms:.0f} ms = {floor / bf16_step_ms:.0%} of it)")
+            f"= {floor / bf16_step_ms:.0%} of the measured bf16 step, {bf16_step_ms:.0f} ms)")
 
 
 def main():
