@@ -26,9 +26,10 @@ from kvae_bench.references import datasets_csv
 
 
 def canonical() -> dict[str, dict]:
-    """name -> {env, preset, n_train, n_test, steps, seed, fingerprint} of every canonical
+    """name -> {env, preset, n_train, n_val, n_test, steps, seed, fingerprint} of every canonical
     data set (references/datasets.csv)."""
-    return {name: {**r, **{k: int(r[k]) for k in ("n_train", "n_test", "steps", "seed")}}
+    return {name: {**r, **{k: int(r[k]) for k in ("n_train", "n_val", "n_test", "steps",
+                                                   "seed")}}
             for name, r in datasets_csv().items()}
 
 
@@ -46,7 +47,8 @@ def canonical_file(name: str, root: str | os.PathLike = "data", generate: bool =
         from simulators.generate import generate as make
 
         make(path, spec["env"], n_train=spec["n_train"], n_test=spec["n_test"],
-             steps=spec["steps"], seed=spec["seed"], progress=progress)
+             n_val=spec["n_val"], steps=spec["steps"], seed=spec["seed"],
+             preset=spec["preset"] or None, progress=progress)
     if check and fingerprint(path) != spec["fingerprint"]:
         raise UserError(f"{path} is not the canonical {name} (fingerprint differs from "
                         f"{spec['fingerprint'][:12]}): regenerate it, or if this platform's "

@@ -6,6 +6,10 @@ test, steps) and its own generator of one sequence: frames (T, H, W) uint8, stat
 controls (T, U) or None, from the sequence's own random generator, so a file is the same for
 any number of workers. Its description and choices go into the file's env_params.
 
+    2017 (box, gravity, polygon, pong)
+                      the 2017 KVAE generators' files (simulators/preset2017.py): walls on
+                      rows/cols 2..30, one pymunk step per frame, pymunk's debug_draw look
+                      (orientation line, collision marks), every pixel > 0 lit; 5000 / 1000.
     dvbf (pendulum)   Karl et al., "Deep Variational Bayes Filters", ICLR 2017, Sec. 5.1: a
                       pendulum with friction under random angular accelerations ("motor
                       babbling"), 15 frames of 16 x 16, 500 train / 500 val / 500 test.
@@ -13,11 +17,14 @@ any number of workers. Its description and choices go into the file's env_params
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from simulators import preset2017
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,22 @@ def dvbf_sequence(rng: np.random.Generator, steps: int, canvas):
     return frames.copy(), states.astype(np.float32), controls.astype(np.float32)
 
 
+# ---- 2017: the original KVAE data ----------------------------------------------------------
+
+
+def _preset_2017(env: str) -> Preset:
+    scene = preset2017.SCENES[env]
+    return Preset(
+        env, "2017", f"the 2017 KVAE {env} data ({preset2017.SOURCES[env]}): one pymunk step "
+        "per frame, pymunk 5's debug_draw, every pixel > 0 lit", n_train=5000, n_val=0,
+        n_test=1000, steps=20, size=preset2017.SIZE,
+        columns=preset2017.PONG_COLUMNS if scene.pong else preset2017.BALL_COLUMNS,
+        control_columns=(), params=preset2017.params(env),
+        sequence=functools.partial(preset2017.video, scene))
+
+
 PRESETS: dict[tuple[str, str], Preset] = {
+    **{(env, "2017"): _preset_2017(env) for env in preset2017.SCENES},
     ("pendulum", "dvbf"): Preset(
         "pendulum", "dvbf", "the DVBF pendulum (Karl et al., ICLR 2017, Sec. 5.1): friction, "
         "random angular accelerations, 15 frames of 16 x 16", n_train=500, n_val=500,

@@ -1,4 +1,5 @@
-"""Off-screen rendering: the only module that imports pygame.
+"""Off-screen rendering: the module that imports pygame (simulators/preset2017.py also draws
+with pygame, pymunk's debug_draw as the 2017 generators did, through the pygame this imports).
 
 A `Canvas` is a size x size uint8 frame, white (255) on black (0). Pixel (r, c) covers
 [c, c+1) x [r, r+1) in frame coordinates (x = column, y = row from the top); its centre is

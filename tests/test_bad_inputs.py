@@ -147,7 +147,7 @@ CASES = [
     ("benchmark --seeds abc", 1, "'abc' is not an integer"),
     ("benchmark --seeds -1", 1, "--seeds must be >= 0"),
     ("benchmark --models kvae,gru", 1, "unknown model 'gru'; valid: kvae"),
-    ("benchmark --env lava", 1, "unknown env 'lava'"),
+    ("benchmark --env lava", 1, "unknown data set 'lava'"),
     ("train --data data/box.h5 --out runs/new --model nowhere.mod:Net", 1, "cannot import"),
     ("train --data data/box.h5 --out runs/new --model gru", 1, "unknown model 'gru'"),
     ("benchmark --profile huge", 2, "'huge' is not one of"),

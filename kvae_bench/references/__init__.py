@@ -53,12 +53,26 @@ def load_references() -> list[dict]:
     return rows
 
 
+DATASET_COLUMNS = ("name", "env", "preset", "n_train", "n_val", "n_test", "steps", "seed",
+                   "fingerprint", "prefix_train", "prefix_val", "prefix_test",
+                   "prefix_fingerprint")
+
+
 @functools.cache
 def datasets_csv() -> dict[str, dict]:
-    """name -> row of datasets.csv: the canonical data sets (env, preset, sizes, seed and
-    the fingerprint of their arrays). Read once; do not modify the result."""
+    """name -> row of datasets.csv (strings): the canonical data sets, each an env (and preset)
+    at its default parameters and sizes (n_train, n_val, n_test, steps, seed), with
+    `fingerprint` (kvae_bench.data.fingerprint of the file `generate` makes) and
+    `prefix_fingerprint`, that of the same command with only prefix_train, prefix_val and
+    prefix_test sequences (sequence i depends only on (seed, split, i), so that file is the
+    canonical one's first sequences: a quick check of the generators). Read once; do not
+    modify the result."""
     with resources.files(__package__).joinpath("datasets.csv").open(newline="") as f:
-        return {r["name"]: r for r in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != DATASET_COLUMNS:
+            raise ValueError(f"references/datasets.csv: columns must be "
+                             f"{','.join(DATASET_COLUMNS)}")
+        return {r["name"]: r for r in reader}
 
 
 def load_claims() -> list[dict]:
