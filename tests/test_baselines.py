@@ -355,5 +355,6 @@ def test_baselines_train_and_score_on_every_env(env, tmp_path):
         assert r.exit_code == 0, r.output
         m = json.loads((out / "metrics.json").read_text())
         assert m["env"] == env and m["imputation"] and m["generation"]["hamming_per_step"]
-        assert all(np.isfinite(r["hamming"]) for r in m["imputation"])
+        scored = [r["hamming"] for r in m["imputation"] if r["hamming"] is not None]
+        assert scored and np.isfinite(scored).all()
         assert np.isfinite(m["elbo"]["elbo"])
