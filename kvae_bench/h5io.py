@@ -249,26 +249,23 @@ def _check_split(path: Path, group, attrs: dict) -> dict:
     if (steps, h, w) != (attrs["steps"], attrs["image_size"], attrs["image_size"]):
         raise DataFormatError(f"{path}: {name}/frames shape {frames.shape} does not match "
                               f"steps={attrs['steps']}, image_size={attrs['image_size']}")
-    if states.dtype != np.float32 or states.ndim != 3 or states.shape[:2] != (n, steps):
-        raise DataFormatError(f"{path}: {name}/states must be float32 ({n}, {steps}, S), "
-                              f"got {states.dtype} {states.shape}")
-    columns = tuple(_as_str(c) for c in states.attrs.get("columns", ()))
-    if len(columns) != states.shape[2]:
-        raise DataFormatError(f"{path}: {name}/states has {states.shape[2]} columns but "
-                              f"{len(columns)} column names")
-    control_columns = ()
-    if "controls" in group:
-        controls = group["controls"]
-        if controls.dtype != np.float32 or controls.ndim != 3 or \
-                controls.shape[:2] != (n, steps):
-            raise DataFormatError(f"{path}: {name}/controls must be float32 ({n}, {steps}, U), "
-                                  f"got {controls.dtype} {controls.shape}")
-        control_columns = tuple(_as_str(c) for c in controls.attrs.get("columns", ()))
-        if len(control_columns) != controls.shape[2]:
-            raise DataFormatError(f"{path}: {name}/controls has {controls.shape[2]} columns "
-                                  f"but {len(control_columns)} column names")
+    columns = _named_columns(path, f"{name}/states", states, n, steps, "S")
+    control_columns = _named_columns(path, f"{name}/controls", group["controls"], n, steps,
+                                     "U") if "controls" in group else ()
     return {"n": n, "steps": steps, "size": h, "columns": columns,
             "control_columns": control_columns}
+
+
+def _named_columns(path: Path, name: str, data, n: int, steps: int, letter: str) -> tuple:
+    """The column names of a float32 (n, steps, letter) dataset, checked."""
+    if data.dtype != np.float32 or data.ndim != 3 or data.shape[:2] != (n, steps):
+        raise DataFormatError(f"{path}: {name} must be float32 ({n}, {steps}, {letter}), "
+                              f"got {data.dtype} {data.shape}")
+    columns = tuple(_as_str(c) for c in data.attrs.get("columns", ()))
+    if len(columns) != data.shape[2]:
+        raise DataFormatError(f"{path}: {name} has {data.shape[2]} columns but "
+                              f"{len(columns)} column names")
+    return columns
 
 
 def read(path: str | os.PathLike, split: str, limit: int | None = None) -> Split:
