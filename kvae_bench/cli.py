@@ -221,7 +221,7 @@ def inspect(file, gif, n_gif):
         meta = h5io.read_meta(file)
     except FileNotFoundError:
         raise UserError(f"{file} not found: create it with `kvae-bench generate`") from None
-    splits = {split: h5io.read(file, split) for split in h5io.SPLITS}  # fails before output
+    splits = {split: h5io.read(file, split) for split in meta["splits"]}  # fails before output
     click.echo(f"{file}: {meta['schema']} v{meta['schema_version']}, env {meta['env']}, "
                f"seed {meta['seed']}, dt {meta['dt']:g}, generator {meta['generator_version']}, "
                f"created {meta['created_utc']}, commit {meta.get('git_commit') or 'unknown'}")
@@ -235,8 +235,10 @@ def inspect(file, gif, n_gif):
                    f"{', '.join(data.columns) or '(none)'}")
         click.echo(f"  foreground pixels per frame: mean {fg.mean():.1f}, min {fg.min()}, "
                    f"max {fg.max()}; empty frames: {(fg == 0).sum()}")
-        for j, col in enumerate(data.columns):
-            v = data.states[..., j]
+        columns = [(col, data.states[..., j]) for j, col in enumerate(data.columns)]
+        columns += [(f"control {col}", data.controls[..., j])
+                    for j, col in enumerate(data.control_columns)]
+        for col, v in columns:
             click.echo(f"  {col:<18} min {v.min():9.3f}  mean {v.mean():9.3f}  "
                        f"max {v.max():9.3f}")
     if gif:
