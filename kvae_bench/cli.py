@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 
 # OpenMP threads that spin while waiting steal the cores of any other busy process: with a test
-# suite or a second run beside it, a training epoch took 30-60x longer (Kalman filter: 7.0 s
-# against 0.16 s passive, measured on 2 cores). Passive waiting costs nothing measurable alone.
-# Set before torch is imported (it is imported inside the commands); the user's choice wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# suite or a second run beside it, a training epoch took 30-60x longer. Measured on 2 cores, the
+# Kalman filter with gaps beside a busy training process: 3.4 s spinning (libgomp's default),
+# 0.17 s with a spin count of 10,000, 0.05 s passive; alone, the KVAE step: 268-274 ms by
+# default, 275 ms at 10,000, 330 ms passive. So a short spin: nearly all of both. Set before
+# torch is imported (it is imported inside the commands); the user's own setting wins.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import click
 
