@@ -334,7 +334,7 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
 @main.command("evaluate")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Test sequences per forward pass (memory, not results).")
 @click.option("--data", type=click.Path(path_type=Path),
               help="The run's dataset file, if it moved  [default: found by the saved path "

@@ -76,7 +76,7 @@ def _batched(model_fn, x: torch.Tensor, mask: np.ndarray, batch_size: int, devic
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int = 100,
+def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int = 500,
              mask_seed: int = 0, progress: bool = True,
              data: str | os.PathLike | None = None) -> Path:
     """Score a run; writes RUN_DIR/metrics.json and RUN_DIR/examples.npz atomically. What the
