@@ -44,10 +44,9 @@ class GraphedStep:
     model's step cannot be captured."""
 
     def __init__(self, model, optimizer, plan, x, grad_clip: float, controls=None):
-        self.model, self.optimizer, self.plan = model, optimizer, plan
+        self.model, self.optimizer = model, optimizer
         self.grad_clip = grad_clip
         self.device = x.device
-        self.graph = None
         self.x = x.clone()
         self.controls = None if controls is None else controls.clone()  # (B, T, U) or None
         self.mask = torch.ones(x.shape[:2], device=self.device)
@@ -58,7 +57,7 @@ class GraphedStep:
         # tensors, so that a new value needs no new capture (see set_numbers)
         self.kwargs = {k: torch.tensor(float(v), device=self.device) if _is_number(v) else v
                        for k, v in plan.loss_kwargs.items()}
-        self.keys: list[str] = []
+        self.keys: list[str] = []  # the loss's log names, set by the first warm-up step
         self._capture()
 
     # ---- the captured body ---------------------------------------------------------------

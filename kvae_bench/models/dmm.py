@@ -47,10 +47,10 @@ import torch
 from torch import Tensor, nn
 
 from kvae_bench.models.nets import (
+    LatentEmission,
     SequenceCodec,
     build_autoencoder,
     check_inputs,
-    frame_log_likelihood,
     frame_mean,
 )
 
@@ -134,7 +134,7 @@ class Combiner(nn.Module):
                 nn.functional.softplus(self.lin_hidden_to_scale(combined)) + 1e-4)
 
 
-class DMM(SequenceCodec, nn.Module):
+class DMM(LatentEmission, SequenceCodec, nn.Module):
     """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed). Built as
     DMM(image_size=H, **options), options the fields of DMMConfig."""
 
@@ -183,15 +183,6 @@ class DMM(SequenceCodec, nn.Module):
             z = q_loc + q_scale * eps[:, t]
             zs.append(z)
         return torch.stack(zs, 1), torch.stack(kls, 1)
-
-    def emission_logits(self, z: Tensor) -> Tensor:
-        """z (B, T, Z) -> decoder output (B, T, H, W) through a_t = lin_z_to_a(z_t)."""
-        return self.decode(self.lin_z_to_a(z))
-
-    def emission_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x_t | z_t) summed over pixels, (B, T)."""
-        c = self.config
-        return frame_log_likelihood(x, self.emission_logits(z), c.likelihood, c.pixel_var)
 
     def sequence_terms(self, x: Tensor, mask: Tensor, generator: torch.Generator | None = None
                        ) -> tuple[Tensor, Tensor]:

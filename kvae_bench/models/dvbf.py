@@ -48,10 +48,10 @@ import torch
 from torch import Tensor, nn
 
 from kvae_bench.models.nets import (
+    LatentEmission,
     SequenceCodec,
     build_autoencoder,
     check_inputs,
-    frame_log_likelihood,
     frame_mean,
 )
 from kvae_bench.models.protocol import EpochSchedule
@@ -109,7 +109,7 @@ def standard_normal_terms(loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
     return cross, entropy
 
 
-class DVBF(SequenceCodec, nn.Module):
+class DVBF(LatentEmission, SequenceCodec, nn.Module):
     """x (B, T, H, W) in [0, 1]; mask (B, T) in {0, 1} (1 = observed). Built as
     DVBF(image_size=H, **options), options the fields of DVBFConfig."""
 
@@ -192,15 +192,6 @@ class DVBF(SequenceCodec, nn.Module):
             crosses.append(cross * seen[:, 0])
             entropies.append(entropy * seen[:, 0])
         return torch.stack(zs, 1), torch.stack(crosses, 1), torch.stack(entropies, 1)
-
-    def emission_logits(self, z: Tensor) -> Tensor:
-        """z (B, T, Z) -> decoder output (B, T, H, W) through a_t = lin_z_to_a(z_t)."""
-        return self.decode(self.lin_z_to_a(z))
-
-    def emission_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x_t | z_t) summed over pixels, (B, T)."""
-        c = self.config
-        return frame_log_likelihood(x, self.emission_logits(z), c.likelihood, c.pixel_var)
 
     def sequence_terms(self, x: Tensor, mask: Tensor, generator: torch.Generator | None = None,
                        controls: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

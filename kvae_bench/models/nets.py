@@ -151,6 +151,21 @@ class SequenceCodec:
         return out.view(B, T, *out.shape[-2:])
 
 
+class LatentEmission:
+    """Mixin for models whose frames come from a state z_t through the shared decoder fed
+    a_t = lin_z_to_a(z_t) (dmm, dvbf): needs `self.lin_z_to_a`, `decode` and `self.config`
+    (likelihood, pixel_var)."""
+
+    def emission_logits(self, z: Tensor) -> Tensor:
+        """z (B, T, Z) -> decoder output (B, T, H, W) through a_t = lin_z_to_a(z_t)."""
+        return self.decode(self.lin_z_to_a(z))
+
+    def emission_log_prob(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x_t | z_t) summed over pixels, (B, T)."""
+        c = self.config
+        return frame_log_likelihood(x, self.emission_logits(z), c.likelihood, c.pixel_var)
+
+
 def check_inputs(x: Tensor, mask: Tensor) -> None:
     """x (B, T, H, W) and mask (B, T), or a ValueError saying which shape is wrong."""
     if x.ndim != 4:
