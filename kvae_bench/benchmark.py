@@ -202,6 +202,30 @@ def finished(run: Path, spec: RunSpec) -> bool:
             and spec.model == (config.get("model_target") or BUILTIN.get(config["model"])))
 
 
+def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
+    """ValueError, before any work, where a spec's folder holds a run it cannot continue: one
+    on other data (e.g. a data set whose generator changed since), another model or seed.
+    Resuming it would fail hours later, or mix two runs in one folder."""
+    for spec in specs:
+        run = runs_root / spec.name
+        if not rundir.is_run(run):
+            continue
+        try:
+            config = rundir.read_config(run)
+        except UserError as e:
+            raise ValueError(f"{e}: move the folder aside to rerun it") from None
+        model = config.get("model_target") or BUILTIN.get(config["model"])
+        theirs = config["data_fingerprint"]
+        what = (f"data {theirs[:12]}, this grid's {spec.data_fingerprint[:12]}"
+                if theirs != spec.data_fingerprint else
+                f"seed {config['seed']}" if config["seed"] != spec.seed else
+                f"model {model}" if model != spec.model else "")
+        if what:
+            raise ValueError(f"{run} holds another run ({what}): move it out of {runs_root} "
+                             "(e.g. to results/runs/superseded/; the report still finds it "
+                             "under --runs), or pass --out elsewhere")
+
+
 def headline(metrics: dict) -> str:
     """One number for the progress line: the first method's Hamming at random p = 0.5."""
     for r in metrics["imputation"]:

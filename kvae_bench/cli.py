@@ -415,6 +415,7 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     (re-runnable: finished runs are skipped, interrupted ones resumed)."""
     from kvae_bench import models as registry
     from kvae_bench.benchmark import (
+        check_run_folders,
         headline_lines,
         layout,
         parse_list,
@@ -446,6 +447,7 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     previous = check_out_dir(out_dir, runs_root)  # before hours of training, not after
     try:  # models resolve before any data is generated
         specs = plan(envs, model_list, seed_list, profile, progress=progress())
+        check_run_folders(specs, runs_root)
     except ValueError as e:
         raise UserError(str(e)) from None
     if not force:

@@ -19,7 +19,9 @@ from simulators.polygon import BallInPolygon, PolygonParams
 from simulators.pong import Pong, PongParams
 
 # Bump when the same (env, params, seed) would give different frames or states.
-GENERATOR_VERSION = "1"
+# 2: pong's roof and floor on the frame's edge rows (were one row in); polygon's and pong's
+#    defaults as the 2017 frames show them (polygon right way up, 7-row paddles).
+GENERATOR_VERSION = "2"
 
 DEFAULT_ENV = "box"  # what `generate` and `benchmark` simulate when no --env is given
 ENVS: dict[str, tuple[type, type]] = {

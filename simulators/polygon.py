@@ -35,8 +35,12 @@ from simulators.render import Canvas
 # contact only where the ball overlaps a wall (far above float64 rounding at these distances).
 CLEAR_PX = 1e-9
 
-# The 2017 polygon, as pixel (col, row) of a 32 x 32 frame.
-POLYGON_2017 = ((3.0, 1.0), (1.0, 15.0), (8.0, 30.0), (25.0, 30.0), (30.0, 8.0), (15.0, 1.0))
+# The 2017 polygon (kvae/datasets/polygon.py, shape=2) as its frames show it: pixel (col, row)
+# of a 32 x 32 frame, row 0 at the top. 2017 gave pymunk points (x, y), y up, and pymunk 5's
+# debug_draw put point (x, y) on pixel (int(x), 32 - int(y)): (3, 1) is drawn on (3, 31).
+# (Generator version 1 read the points as (col, row): the same polygon upside down and one
+# row off.)
+POLYGON_2017 = ((3.0, 31.0), (1.0, 17.0), (8.0, 2.0), (25.0, 2.0), (30.0, 24.0), (15.0, 31.0))
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class PolygonParams(SimParams):
                 raise ValueError(
                     f"vertices must lie inside the frame: {format_value(v)} is pixel "
                     f"{w[0]},{w[1]} at size {self.size}, outside [0, {last}] (vertices are "
-                    "pixels of a 32 x 32 frame, scaled by size/32)")
+                    "pixels of a 32 x 32 frame, scaled by (size - 1)/31)")
         problem = polygon_problem(walls)
         if problem:
             raise ValueError(f"vertices must describe a convex polygon, in order ({problem} at "
@@ -96,8 +100,9 @@ class PolygonParams(SimParams):
         return math.sqrt(self.speed_max ** 2 + 2 * g * self.size * math.sqrt(2)) + g * self.dt
 
     def wall_pixels(self) -> list[tuple[int, int]]:
-        """The walls' corner pixels (col, row) at this frame size."""
-        scale = self.size / 32.0
+        """The walls' corner pixels (col, row) at this frame size: a 32 x 32 frame's pixel
+        scaled by (size - 1) / 31, so that pixels 0 and 31 stay on the frame's edges."""
+        scale = (self.size - 1) / 31.0
         return [(round(c * scale), round(r * scale)) for c, r in self.vertices]
 
 

@@ -1,7 +1,9 @@
 """Pong, after the 2017 pong.py: a ball between roof, floor and two paddles that follow it.
 
-Roof and floor are 1-pixel lines one pixel inside the frame edge; the paddles at the left and
-right edges follow the ball's height at up to `paddle_speed` pixels per time unit.
+Roof and floor are 1-pixel lines on the frame's top and bottom rows, the paddles 2 x 7 pixels
+at the left and right edges, as the 2017 frames show them (generator version 1 had roof and
+floor one row further in and 6-row paddles); the paddles follow the ball's height at up to
+`paddle_speed` pixels per time unit.
 
 Unlike 2017, the paddles start level with the ball and are at least as fast as it (validate
 requires paddle_speed >= speed_max), so they stay level with it and the ball never leaves the
@@ -36,7 +38,7 @@ class PongParams(SimParams):
     start_std: float = 3.0  # start ~ N(centre, start_std^2 I), clipped inside
     speed_min: float = 10.0
     speed_max: float = 10.0
-    paddle_length: float = 6.0  # paddle's straight part; drawn 2 pixels wide
+    paddle_length: float = 7.0  # paddle's straight part, drawn 2 pixels wide and this many rows
     paddle_speed: float = 30.0
     elasticity: float = 1.0
 
@@ -81,7 +83,7 @@ class Pong:
     def __init__(self, params: PongParams):
         self.params = params
         size = params.size
-        self.top, self.bottom = 2.0, size - 2.0  # faces of roof and floor
+        self.top, self.bottom = 1.0, size - 1.0  # faces of roof (row 0) and floor (row size-1)
         self.left, self.right = 2.0, size - 2.0  # faces of the paddles
         half = params.paddle_length / 2
         self.paddle_range = (self.top + half, self.bottom - half)
@@ -99,8 +101,8 @@ class Pong:
         p = self.params
         self.space = new_space()
         size = p.size
-        add_walls(self.space, wall_segments([(0, 1), (size - 1, 1)]), p.elasticity)  # roof
-        add_walls(self.space, wall_segments([(0, size - 2), (size - 1, size - 2)]),
+        add_walls(self.space, wall_segments([(0, 0), (size - 1, 0)]), p.elasticity)  # roof
+        add_walls(self.space, wall_segments([(0, size - 1), (size - 1, size - 1)]),
                   p.elasticity)  # floor
         lo = np.array([self.left, self.top]) + p.radius
         hi = np.array([self.right, self.bottom]) - p.radius
@@ -117,8 +119,8 @@ class Pong:
 
     def draw_static(self, canvas: Canvas) -> None:
         size = self.params.size
-        canvas.line((0, 1), (size - 1, 1))
-        canvas.line((0, size - 2), (size - 1, size - 2))
+        canvas.line((0, 0), (size - 1, 0))
+        canvas.line((0, size - 1), (size - 1, size - 1))
 
     def draw(self, canvas: Canvas, states: np.ndarray) -> None:
         p = self.params

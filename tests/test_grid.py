@@ -145,3 +145,24 @@ def test_a_grid_never_replaces_a_fuller_report_unless_forced(tmp_path, monkeypat
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "box/vae_rnn/s7" in r.output and "--force" in r.output
     assert not (tmp_path / "g" / "runs").exists()  # nothing trained
+
+
+def test_a_folder_holding_a_run_on_other_data_stops_the_grid_before_any_work(tmp_path,
+                                                                             monkeypatch):
+    """E.g. the runs of a data set whose generator changed: resuming them would fail (or mix
+    two runs in one folder) hours later."""
+    from test_report import fake_run
+
+    monkeypatch.chdir(tmp_path)
+    old = fake_run(tmp_path / "g" / "runs", "box", "ae_rnn", 0, ("imputed",), 0.5,
+                   fingerprint="0" * 64)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    args = ["benchmark", "--profile", "smoke", "--env", "box", "--models", "ae_rnn",
+            "--device", "cpu", "--out", "g"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    error = r.output.splitlines()[-1]  # after "generating data/box_smoke.h5": its fingerprint
+    assert error.startswith("Error: ") and "holds another run (data 000000000000" in error
+    assert "move it" in error
+    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "g" / "runs").iterdir()) == [old.name]

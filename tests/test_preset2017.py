@@ -104,7 +104,7 @@ def test_gravity_falls_down_the_frame_and_loses_the_ball_now_and_then():
     assert np.median(np.diff(states[..., 3], axis=1)) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_polygon_is_ours_mirrored_and_one_row_off():
+def test_polygon_walls_are_our_default_polygon():
     lit, _ = videos("polygon", 200)
     static = lit.all(axis=(0, 1))
     # the 2017 points (x, y up) drawn at (x, 32 - y): the edge (8, 30)-(25, 30) on top ...
@@ -114,15 +114,23 @@ def test_polygon_is_ours_mirrored_and_one_row_off():
     canvas = Canvas(SIZE)
     ours = np.stack([simulators.rollout(sim, 2, sequence_rng(0, "train", i), canvas)[0]
                      for i in range(3)]).min(axis=(0, 1)) > 0
-    assert np.array_equal(static, np.roll(np.flipud(ours), 1, axis=0))
+    assert np.array_equal(static, ours)  # generator version 2 (1: upside down, one row off)
 
 
 def test_pong_roof_floor_and_paddles():
     lit, states = videos("pong", 300)
     static = lit.all(axis=(0, 1))
     rows = np.zeros((SIZE, SIZE), dtype=bool)
-    rows[[0, SIZE - 1]] = True  # 2017: floor at y = 1, roof at y = 32 (ours: rows 1 and 30)
+    rows[[0, SIZE - 1]] = True  # 2017: floor at y = 1, roof at y = 32
     assert np.array_equal(static, rows)
+    # our default pong (generator version 2) has the same roof, floor and 7-row paddles
+    sim = simulators.make("pong")
+    ours = [simulators.rollout(sim, 20, sequence_rng(0, "train", i), Canvas(SIZE))
+            for i in range(20)]
+    assert np.array_equal(np.stack([f for f, _ in ours]).min(axis=(0, 1)) > 0, rows)
+    for frames, st in ours:
+        paddle = frames[:, 1:SIZE - 1, 0] > 0  # the left paddle's column, without roof, floor
+        assert (paddle.sum(-1) == 7).all()
     centres = np.arange(1, SIZE - 1) + 0.5  # rows 1 .. 30
     for cols, j in ((slice(0, 2), 4), (slice(SIZE - 2, SIZE), 5)):  # left, right paddle
         centre = states[..., j]

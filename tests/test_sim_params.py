@@ -158,7 +158,7 @@ def test_size_is_checked_first(env):
     ("polygon", {"vertices": "-5,-5;40,-5;40,40;-5,40"}, "vertices"),  # outside the frame
     ("polygon", {"vertices": "3,1;1,15;8,30;25,30;32,8;15,1"}, "vertices"),
     ("polygon", {"vertices": "3,1;1,15;8,30;25,30;31.6,8;15,1"}, "vertices"),  # pixel 32
-    ("polygon", {"size": "16", "vertices": "0,0;31,0;31,31;0,31"}, "vertices"),  # 15.5 -> 16
+    ("polygon", {"size": "16", "vertices": "0,0;33,0;33,33;0,33"}, "vertices"),  # 16 at 16
     ("polygon", {"vertices": "2,2;29,2"}, "vertices"),  # 2 points
     ("polygon", {"vertices": "2,2;29,2;16,10;16,29"}, "convex"),
     ("polygon", {"vertices": "2,2;29,2;2,29;29,29"}, "convex"),  # crossing itself
