@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -500,8 +500,14 @@ def check_out_dir(out_dir: Path, runs_dir: Path | None = None) -> dict | None:
 
 
 def check_no_runs_lost(previous: dict | None, ids: set, out_dir: Path) -> None:
-    """Refuse to replace a report that covered runs (data set, model, seed) not in `ids`."""
-    lost = sorted({_run_id(r) for r in (previous or {}).get("runs", [])} - ids, key=str)
+    """Refuse to replace a report that covered runs (data set, model, seed) not in `ids`.
+    A run whose data set only changed its label (`polygon` -> `polygon@5b0b88ca` when the
+    canonical data changed) is not lost: runs are counted per name without the `@` part."""
+    before = {_run_id(r) for r in (previous or {}).get("runs", [])}
+    have = Counter(_unlabelled(i) for i in ids)
+    need = Counter(_unlabelled(i) for i in before)
+    lost = sorted((i for i in before - ids if need[_unlabelled(i)] > have[_unlabelled(i)]),
+                  key=str)
     if lost:
         shown = ", ".join(f"{d}/{m}/s{s}" for d, m, s in lost[:5])
         raise UserError(f"{out_dir} reports {len(lost)} run(s) that would be missing "
@@ -511,6 +517,10 @@ def check_no_runs_lost(previous: dict | None, ids: set, out_dir: Path) -> None:
 
 def _run_id(r: dict) -> tuple:
     return (r.get("dataset") or r.get("env"), r.get("model"), r.get("seed"))
+
+
+def _unlabelled(run_id: tuple) -> tuple:
+    return (str(run_id[0]).split("@")[0], *run_id[1:])
 
 
 def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathLike = "results",

@@ -307,3 +307,23 @@ def test_default_layout_and_an_interrupted_report(tmp_path, monkeypatch):
     rundir.mark_report_dir(half)
     (half / "figures").mkdir()
     assert report(tmp_path / "results" / "runs", half).exit_code == 0
+
+
+def test_a_run_relabelled_by_new_canonical_data_is_not_lost(tmp_path):
+    """A generator change gives a data set new canonical data: its old runs are then shown as
+    `name@<fingerprint>`, still reported, so the next report needs no --force; a run that is
+    gone is still refused."""
+    from kvae_bench.errors import UserError
+    from kvae_bench.report import check_no_runs_lost
+
+    previous = {"runs": [{"dataset": "polygon", "model": "kvae", "seed": 0},
+                         {"dataset": "polygon", "model": "kvae", "seed": 1}]}
+    check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0), ("polygon", "kvae", 1)},
+                       tmp_path)
+    check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0), ("polygon@5b0b88ca", "kvae",
+                                                                    1)}, tmp_path)
+    with pytest.raises(UserError, match="1 run.*polygon/kvae/s1"):
+        check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0)}, tmp_path)
+    with pytest.raises(UserError, match="polygon/kvae/s0"):  # another model is no stand-in
+        check_no_runs_lost(previous, {("polygon@5b0b88ca", "dmm", 0), ("polygon", "kvae", 1)},
+                           tmp_path)
