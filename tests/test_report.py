@@ -120,6 +120,21 @@ def test_any_dataset_and_model_get_sections_columns_and_rows(runs, tmp_path):
     assert (out / "videos" / "lava-2030-ghost.gif").read_bytes()[:3] == b"GIF"
     html = (out / "index.html").read_text()
     assert 'id="dataset-lava-2030"' in html and 'id="dataset-box"' in html
+    # the summary before the notes and data sets: each data set's models, the KVAE's smoothed
+    # first and the trivial predictor last, at random p = 0.5 and planning k = 15
+    summary = readme[readme.index("## Summary"):readme.index("## box")]
+    lines = [line for line in summary.splitlines() if line.startswith("| box |")]
+    assert [line.split(" | ")[1] for line in lines] == [
+        "kvae smoothed", "kvae filtered", "ae_rnn imputed", "vae_rnn imputed", "walls"]
+    cells = lines[0].strip("| ").split(" | ")  # kvae smoothed
+    kvae = [r for r in rows if r["env"] == "box" and r["model"] == "kvae"
+            and r["method"] == "smoothed" and r["metric"] in ("hamming", "position_error")]
+    want = {(r["protocol"], r["level"], r["metric"]): r for r in kvae}
+    assert cells[2].split(" ± ")[0] == f"{float(want['random', '0.5', 'hamming']['mean']):.4f}"
+    assert cells[3].split(" ± ")[0] == f"{float(want['planning', '15', 'hamming']['mean']):.4f}"
+    assert cells[4].split(" ± ")[0] == (
+        f"{float(want['planning', '15', 'position_error']['mean']):.2f}")
+    assert 'id="summary"' in html and html.count("data-dataset=") == 2
 
 
 def test_levels_sort_numerically_and_the_csv_round_trips(runs, tmp_path):
