@@ -17,13 +17,9 @@ Inference network ("DKS": a backward RNN and a combiner, Sec. 4):
           h_t summarises the observed frames t..T (a gap is skipped, not fed)
     q(z_t | z_{t-1}, x) = N(loc, diag(scale^2)) from the Combiner:
           g = (tanh(linear(z_{t-1})) + h_t) / 2,  loc = linear(g),  scale = softplus(linear(g))
-    at every frame t, observed or missing, that has an observed frame at or after it: the
-    posterior of DKS, q(z_t | z_{t-1}, x_{t:T}), given the frames that are there (h_t of a
-    missing frame carries the observed frames after it, so a gap is filled from both sides);
-    after the last observed frame q(z_t | z_{t-1}, x) = p(z_t | z_{t-1}): nothing is left to
-    condition on, inference follows the transition and that step's KL is exactly 0.
-    (Before 2026-11-27 every missing frame followed the transition, ignoring the frames after
-    the gap; `imputation: smoothed` then was a filter at gaps.)
+    at a missing frame q(z_t | z_{t-1}, x) = p(z_t | z_{t-1}): inference falls back on the
+    transition there (so a model trained on full sequences still fills gaps sensibly, and the
+    KL term of that step is exactly 0)
 
 Objective (one reparameterised sample z ~ q, the KL of each step in closed form given z_{t-1}):
 
@@ -35,8 +31,7 @@ observed frame, "kl" the second.
 
 Imputation ("smoothed"): the posterior mean path z_t = loc of q(z_t | z_{t-1}, x) with z_{t-1}
 the previous mean, decoded; each z_t has seen every observed frame from t on through h_t and
-the earlier ones through z_{t-1}, missing frames included; after the last observed frame it is
-the transition's mean from the step before.
+the earlier ones through z_{t-1}; a missing frame is the transition's mean from the step before.
 Generation: the same pass over the first n_observed frames with every later frame missing,
 that is, the inferred z_{n_observed - 1} rolled forward by the transition's means (sample=True:
 z drawn from q over the observed frames and from the transition after them).
@@ -177,14 +172,12 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         """The path z (B, T, Z) drawn from q(z | x) with standard normal noise eps (B, T, Z)
         (zeros: the mean path), and the KL term of each step (B, T) given z_{t-1}."""
         h = self.backward_states(a, mask)
-        # evidence[:, t]: a frame at or after t is observed (then q is the combiner's)
-        evidence = mask.flip(1).cummax(1).values.flip(1) > 0.5
         z = self.z_0.to(eps.dtype).expand(a.shape[0], -1)
         zs, kls = [], []
         for t in range(a.shape[1]):
             p_loc, p_scale = self.transition(z)
             q_loc, q_scale = self.combiner(z, h[:, t])
-            seen = evidence[:, t, None]
+            seen = mask[:, t, None] > 0.5
             q_loc, q_scale = torch.where(seen, q_loc, p_loc), torch.where(seen, q_scale, p_scale)
             kls.append(diag_gaussian_kl(q_loc, q_scale, p_loc, p_scale))
             z = q_loc + q_scale * eps[:, t]
