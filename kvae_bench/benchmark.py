@@ -16,7 +16,10 @@ workers share no file system.
 Re-runnable: a run whose metrics.json scores the profile's epochs on the same data (fingerprint)
 is skipped; an interrupted run resumes from its checkpoint where that is reachable (locally:
 its folder; on Ray: the same node's --worker-dir); a failed run is reported with its error and
-does not stop the others. The end prints done / skipped / failed and writes the report.
+does not stop the others. The end prints done / skipped / failed and writes the report. A run
+folder that holds another run (other data, e.g. after a generator change, or another model or
+seed) stops the grid before training: move it into RUNS/superseded/ and the report still
+shows it, labelled by its data.
 
 Profiles:
     smoke  64 + 16 videos, 1 epoch: every code path in about a minute on 2 cores, for trying
@@ -168,6 +171,14 @@ def _check_profile_data(data: Path, dataset: str, want: dict, fp: str, canonical
     made = {"dataset": h5io.dataset_name(meta), "steps": meta["steps"],
             **{s: m["n"] for s, m in meta["splits"].items()}}
     expected = {"dataset": dataset, **{k: v for k, v in want.items() if v}}
+    import simulators
+
+    version = meta.get("generator_version")
+    if not canonical and version != simulators.GENERATOR_VERSION:  # (a canonical file's
+        # fingerprint says more: data that a version change left alone keeps it)
+        raise UserError(f"{data} was made by generator version {version}, this code's is "
+                        f"{simulators.GENERATOR_VERSION}: move it away and the benchmark "
+                        "generates it anew")
     if made != expected or (canonical and fp != canonical):
         sizes = " + ".join(f"{made[s]} {s}" for s in ("train", "val", "test") if s in made)
         raise UserError(f"{data} is not this profile's {dataset} data ({sizes} sequences of "
@@ -177,17 +188,17 @@ def _check_profile_data(data: Path, dataset: str, want: dict, fp: str, canonical
 
 
 def planned_ids(specs: list[RunSpec], runs_root: Path) -> set:
-    """(data set as the report names it, model, seed) of the grid's runs and of the runs
-    already under runs_root: what the report at the end will cover."""
-    from kvae_bench.report import dataset_label, load_runs
+    """(data set as the report names it, model, seed, data fingerprint) of the grid's runs and
+    of the runs already under runs_root: what the report at the end will cover."""
+    from kvae_bench.report import dataset_label, load_runs, run_ids
 
     fingerprints = {}
     for s in specs:
         fingerprints.setdefault(s.env, set()).add(s.data_fingerprint)
-    ids = {(dataset_label(s.env, s.data_fingerprint, fingerprints[s.env]), s.model_name, s.seed)
-           for s in specs}
+    ids = {(dataset_label(s.env, s.data_fingerprint, fingerprints[s.env]), s.model_name, s.seed,
+            s.data_fingerprint) for s in specs}
     if runs_root.is_dir():
-        ids |= {(m["dataset"], m["model"], m["seed"]) for m in load_runs(runs_root)[0]}
+        ids |= run_ids(load_runs(runs_root)[0])
     return ids
 
 
@@ -221,9 +232,9 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
                 f"seed {config['seed']}" if config["seed"] != spec.seed else
                 f"model {model}" if model != spec.model else "")
         if what:
-            raise ValueError(f"{run} holds another run ({what}): move it out of {runs_root} "
-                             "(e.g. to results/runs/superseded/; the report still finds it "
-                             "under --runs), or pass --out elsewhere")
+            raise ValueError(f"{run} holds another run ({what}): move it into "
+                             f"{runs_root / 'superseded'}/ (the grid's report still shows it, "
+                             "labelled by its data), or pass --out elsewhere")
 
 
 def headline(metrics: dict) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -364,7 +364,9 @@ def summary_section(table: list[dict], index: Index, metrics: list[dict]) -> Sec
          f"Hamming, planning k = {SUMMARY_K}", f"position error (px), planning k = {SUMMARY_K}",
          "n"], rows,
         "Imputation of the unobserved frames, mean ± std over n seeds (lower is better); each "
-        "data set's section below has every level, generation and the references.")))
+        "data set's section below has every level, generation and the references. A data set "
+        "of shorter sequences shows its longest gap (k in its name), which runs to the last "
+        "frame: there smoothing has nothing after the gap and equals filtering.")))
     return sec
 
 
@@ -538,14 +540,19 @@ def check_out_dir(out_dir: Path, runs_dir: Path | None = None) -> dict | None:
 
 
 def check_no_runs_lost(previous: dict | None, ids: set, out_dir: Path) -> None:
-    """Refuse to replace a report that covered runs (data set, model, seed) not in `ids`.
-    A run whose data set only changed its label (`polygon` -> `polygon@5b0b88ca` when the
-    canonical data changed) is not lost: runs are counted per name without the `@` part."""
-    before = {_run_id(r) for r in (previous or {}).get("runs", [])}
-    have = Counter(_unlabelled(i) for i in ids)
-    need = Counter(_unlabelled(i) for i in before)
-    lost = sorted((i for i in before - ids if need[_unlabelled(i)] > have[_unlabelled(i)]),
-                  key=str)
+    """Refuse to replace a report that covered runs not in `ids`, each (data set as the report
+    names it, model, seed, data fingerprint). A run is the same run under a new label (e.g.
+    `polygon` -> `polygon@5b0b88ca` when the canonical data changed): runs are matched on
+    (model, seed, data fingerprint), and on the label only where a report did not record the
+    fingerprint."""
+    by_data = {(m, s, fp) for _, m, s, fp in ids if fp}
+    by_label = {(d, m, s) for d, m, s, _ in ids}
+    lost = []
+    for r in (previous or {}).get("runs", []):
+        d, m, s, fp = _run_id(r)
+        if (m, s, fp) not in by_data if fp else (d, m, s) not in by_label:
+            lost.append((d, m, s))
+    lost.sort(key=str)
     if lost:
         shown = ", ".join(f"{d}/{m}/s{s}" for d, m, s in lost[:5])
         raise UserError(f"{out_dir} reports {len(lost)} run(s) that would be missing "
@@ -553,12 +560,14 @@ def check_no_runs_lost(previous: dict | None, ids: set, out_dir: Path) -> None:
                         "it with fewer runs, or report into another folder")
 
 
+def run_ids(metrics: list[dict]) -> set:
+    """The ids check_no_runs_lost compares, of loaded runs."""
+    return {_run_id(m) for m in metrics}
+
+
 def _run_id(r: dict) -> tuple:
-    return (r.get("dataset") or r.get("env"), r.get("model"), r.get("seed"))
-
-
-def _unlabelled(run_id: tuple) -> tuple:
-    return (str(run_id[0]).split("@")[0], *run_id[1:])
+    return (r.get("dataset") or r.get("env"), r.get("model"), r.get("seed"),
+            r.get("data_fingerprint") or "")
 
 
 def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathLike = "results",
@@ -578,7 +587,7 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
             if problems else ""
         raise UserError(f"no readable run under {runs_dir}{detail}; nothing written")
     if not force:
-        check_no_runs_lost(previous, {_run_id(m) for m in metrics}, out_dir)
+        check_no_runs_lost(previous, run_ids(metrics), out_dir)
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
     return out_dir, problems
 

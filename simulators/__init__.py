@@ -20,7 +20,8 @@ from simulators.pong import Pong, PongParams
 
 # Bump when the same (env, params, seed) would give different frames or states.
 # 2: pong's roof and floor on the frame's edge rows (were one row in); polygon's and pong's
-#    defaults as the 2017 frames show them (polygon right way up, 7-row paddles).
+#    defaults as the 2017 frames show them (polygon right way up, 7-row paddles); polygon
+#    vertices scaled to other sizes by (size - 1)/31 (was size/32).
 GENERATOR_VERSION = "2"
 
 DEFAULT_ENV = "box"  # what `generate` and `benchmark` simulate when no --env is given

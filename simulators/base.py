@@ -249,7 +249,7 @@ def param_names(cls: type) -> list[str]:
 
 def parse_value(name: str, text: str, default):
     """Parse `text` as the type of `default`: int, float, a tuple of floats ("0,-9.8") or a
-    tuple of points ("3,1;1,15;8,30")."""
+    tuple of points ("3,31;1,17;8,2")."""
     try:
         if isinstance(default, bool):
             raise TypeError("no boolean parameters")

@@ -12,6 +12,7 @@ field; the collisions are perfectly elastic (see base.check_elasticity).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -47,9 +48,9 @@ class PongParams(SimParams):
     def check_values(self) -> None:
         super().check_values()
         check_start_and_speeds(self.start_std, self.speed_min, self.speed_max)
-        hi = self.size - 6
+        hi = self.size - 4  # roof and floor faces are size - 2 apart: room to move 2
         if not 2 <= self.paddle_length <= hi:
-            raise ValueError(f"paddle_length must be in [2, size - 6] = [2, {hi}], "
+            raise ValueError(f"paddle_length must be in [2, size - 4] = [2, {hi}], "
                              f"got {self.paddle_length:g}")
         # A paddle at least as fast as the ball's vertical speed stays level with it and meets
         # it face on; a slower one lags, the ball passes it or its round end kicks it faster.
@@ -128,8 +129,8 @@ class Pong:
         for t, (left_y, right_y) in enumerate(states[:, 4:6].tolist()):
             canvas.select(t)
             for x, y in zip(self.paddle_x, (left_y, right_y)):  # kinematic: x never changes
-                top = round(y - half)
-                canvas.rect(round(x) - 1, top, 2, round(y + half) - top)
+                top = math.floor(y - half + 0.5)  # half up: paddle_length rows at any y
+                canvas.rect(round(x) - 1, top, 2, math.floor(y + half + 0.5) - top)
         canvas.discs(states[:, :2], p.radius)
 
     def step(self) -> None:

@@ -7,9 +7,10 @@ controls (T, U) or None, from the sequence's own random generator, so a file is 
 any number of workers. Its description and choices go into the file's env_params.
 
     2017 (box, gravity, polygon, pong)
-                      the 2017 KVAE generators' files (simulators/preset2017.py): walls on
-                      rows/cols 2..30, one pymunk step per frame, pymunk's debug_draw look
-                      (orientation line, collision marks), every pixel > 0 lit; 5000 / 1000.
+                      the 2017 KVAE generators' files (simulators/preset2017.py): their
+                      walls (box's on rows/cols 2..30), one pymunk step per frame, pymunk's
+                      debug_draw look (orientation line, collision marks), every pixel > 0
+                      lit; 5000 / 1000.
     dvbf (pendulum)   Karl et al., "Deep Variational Bayes Filters", ICLR 2017, Sec. 5.1: a
                       pendulum with friction under random angular accelerations ("motor
                       babbling"), 15 frames of 16 x 16, 500 train / 500 val / 500 test.

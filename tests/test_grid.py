@@ -163,6 +163,23 @@ def test_a_folder_holding_a_run_on_other_data_stops_the_grid_before_any_work(tmp
     assert r.exit_code == 1, r.output
     error = r.output.splitlines()[-1]  # after "generating data/box_smoke.h5": its fingerprint
     assert error.startswith("Error: ") and "holds another run (data 000000000000" in error
-    assert "move it" in error
+    assert "move it into g/runs/superseded/" in error
     assert {p.name: p.read_bytes() for p in old.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "g" / "runs").iterdir()) == [old.name]
+
+
+def test_profile_data_of_an_older_generator_is_not_reused(tmp_path, monkeypatch):
+    """A smoke or quick file has no canonical fingerprint: its generator version decides."""
+    import h5py
+
+    import simulators
+    from kvae_bench.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)  # generates data/box_smoke.h5
+    plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)  # and reuses it
+    with h5py.File("data/box_smoke.h5", "r+") as f:
+        f.attrs["generator_version"] = "0"
+    with pytest.raises(UserError, match=f"generator version 0, this code's is "
+                                        f"{simulators.GENERATOR_VERSION}: move it away"):
+        plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)

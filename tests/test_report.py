@@ -326,19 +326,24 @@ def test_default_layout_and_an_interrupted_report(tmp_path, monkeypatch):
 
 def test_a_run_relabelled_by_new_canonical_data_is_not_lost(tmp_path):
     """A generator change gives a data set new canonical data: its old runs are then shown as
-    `name@<fingerprint>`, still reported, so the next report needs no --force; a run that is
-    gone is still refused."""
+    `name@<fingerprint>`, still reported, so the next report needs no --force. A run on other
+    data is no stand-in for a lost one, nor another model; a report that did not record
+    fingerprints is matched on labels."""
     from kvae_bench.errors import UserError
     from kvae_bench.report import check_no_runs_lost
 
-    previous = {"runs": [{"dataset": "polygon", "model": "kvae", "seed": 0},
-                         {"dataset": "polygon", "model": "kvae", "seed": 1}]}
-    check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0), ("polygon", "kvae", 1)},
+    old, new = "5b0b88ca" + "0" * 56, "5adbca09" + "0" * 56
+    previous = {"runs": [{"dataset": "polygon", "model": "kvae", "seed": s,
+                          "data_fingerprint": old} for s in (0, 1)]}
+    check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", s, old) for s in (0, 1)},
                        tmp_path)
-    check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0), ("polygon@5b0b88ca", "kvae",
-                                                                    1)}, tmp_path)
     with pytest.raises(UserError, match="1 run.*polygon/kvae/s1"):
-        check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0)}, tmp_path)
-    with pytest.raises(UserError, match="polygon/kvae/s0"):  # another model is no stand-in
-        check_no_runs_lost(previous, {("polygon@5b0b88ca", "dmm", 0), ("polygon", "kvae", 1)},
-                           tmp_path)
+        check_no_runs_lost(previous, {("polygon@5b0b88ca", "kvae", 0, old),
+                                      ("polygon", "kvae", 1, new)}, tmp_path)
+    with pytest.raises(UserError, match="polygon/kvae/s0"):
+        check_no_runs_lost(previous, {("polygon@5b0b88ca", "dmm", 0, old),
+                                      ("polygon@5b0b88ca", "kvae", 1, old)}, tmp_path)
+    unrecorded = {"runs": [{"dataset": "polygon", "model": "kvae", "seed": 0}]}
+    check_no_runs_lost(unrecorded, {("polygon", "kvae", 0, new)}, tmp_path)
+    with pytest.raises(UserError, match="polygon/kvae/s0"):
+        check_no_runs_lost(unrecorded, {("polygon@5b0b88ca", "kvae", 0, old)}, tmp_path)

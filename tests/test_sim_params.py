@@ -173,7 +173,7 @@ def test_size_is_checked_first(env):
     ("pong", {"paddle_speed": "9.99"}, "paddle_speed"),  # the ball's vertical speed is 10
     ("pong", {"speed_min": "20", "speed_max": "40", "paddle_speed": "30"}, "paddle_speed"),
     ("pong", {"paddle_length": "1"}, "paddle_length"),
-    ("pong", {"paddle_length": "27"}, "paddle_length"),
+    ("pong", {"paddle_length": "29"}, "paddle_length"),
     # pendulum
     ("pendulum", {"length": "13"}, "length"),  # bob leaves the frame
     ("pendulum", {"size": "16"}, "length"),
@@ -223,6 +223,7 @@ def test_pong_paddles_as_fast_as_the_ball_keep_it_in():
     tight = {"speed_min": 30.0, "speed_max": 30.0, "paddle_speed": 30.0, "paddle_length": 2.0,
              "radius": 1.0}
     keeps_guarantees(simulators.make("pong", tight), steps=40)
+    keeps_guarantees(simulators.make("pong", {"paddle_length": 28.0}), steps=40)  # the longest
     slow = unvalidated("pong", **dict(tight, paddle_speed=24.0))
     assert faults(slow, n=100, steps=40)[2] > 0  # the ball leaves the field
 
