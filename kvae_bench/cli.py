@@ -153,7 +153,7 @@ def _canonical_line(path: Path, meta: dict) -> str:
     """Whether the file at path is its name's canonical data set (references/datasets.csv),
     or that data set's recorded prefix (its first few sequences of each split)."""
     from kvae_bench import h5io
-    from kvae_bench.data import fingerprint
+    from kvae_bench.h5io import fingerprint
     from kvae_bench.references import datasets_csv
 
     name, fp = h5io.dataset_name(meta), fingerprint(path)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kvae_bench import h5io
 from kvae_bench.errors import UserError
+from kvae_bench.h5io import fingerprint  # noqa: F401  (here before; needs no torch)
 
 
 class VideoSplit:
@@ -59,23 +58,6 @@ class VideoSplit:
                 yield x, None if self.controls is None else self.controls[idx].to(device)
             else:
                 yield x
-
-
-def fingerprint(path: str | os.PathLike) -> str:
-    """sha256 of the data (frames and states of both splits, env and its params), not of the
-    file's bytes: the same data written twice gets the same fingerprint."""
-    meta = h5io.read_meta(path)
-    h = hashlib.sha256()
-    h.update(f"{meta['env']}|{sorted(meta['env_params'].items())}".encode())
-    for split in (*h5io.SPLITS, *(s for s in h5io.OPTIONAL_SPLITS if s in meta["splits"])):
-        data = h5io.read(path, split)
-        h.update(np.ascontiguousarray(data.frames).tobytes())
-        h.update(np.ascontiguousarray(data.states).tobytes())
-        if data.controls is not None:  # files without controls keep their fingerprint
-            h.update(np.ascontiguousarray(data.controls).tobytes())
-    if meta.get("preset"):
-        h.update(f"|preset={meta['preset']}".encode())
-    return h.hexdigest()
 
 
 def locate_data(config: dict, explicit: str | os.PathLike | None = None) -> Path:

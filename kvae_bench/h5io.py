@@ -22,6 +22,7 @@ kvae-bench dataset is ever replaced.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import zlib
@@ -296,3 +297,20 @@ def is_dataset(path: str | os.PathLike) -> bool:
             return _as_str(f.attrs.get("schema", "")) == SCHEMA
     except (OSError, ValueError):
         return False
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of the data (frames and states of both splits, env and its params), not of the
+    file's bytes: the same data written twice gets the same fingerprint."""
+    meta = read_meta(path)
+    h = hashlib.sha256()
+    h.update(f"{meta['env']}|{sorted(meta['env_params'].items())}".encode())
+    for split in (*SPLITS, *(s for s in OPTIONAL_SPLITS if s in meta["splits"])):
+        data = read(path, split)
+        h.update(np.ascontiguousarray(data.frames).tobytes())
+        h.update(np.ascontiguousarray(data.states).tobytes())
+        if data.controls is not None:  # files without controls keep their fingerprint
+            h.update(np.ascontiguousarray(data.controls).tobytes())
+    if meta.get("preset"):
+        h.update(f"|preset={meta['preset']}".encode())
+    return h.hexdigest()

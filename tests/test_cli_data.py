@@ -175,3 +175,21 @@ def test_import_npz_without_state_and_errors(tmp_path):
     assert not (tmp_path / "c.h5").exists()
     r = cli("import-npz", tmp_path / "a.npz", tmp_path / "b.npz", "--env", "box", "--out", out)
     assert r.exit_code == 1 and "pass --overwrite" in r.output
+
+
+def test_generate_and_inspect_never_import_torch(tmp_path):
+    """Making and looking at data needs no torch (about 2 s of imports, more on a busy
+    machine): the fingerprint that says whether a file is canonical is numpy and h5py."""
+    out = tmp_path / "box.h5"
+    code = ("import sys; from kvae_bench.cli import main\n"
+            "for args in (['generate', '--env', 'box', '--train', '8', '--test', '4', '--out', "
+            f"{str(out)!r}], ['inspect', {str(out)!r}]):\n"
+            "    try:\n"
+            "        main(args, standalone_mode=False)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False", r.stdout
+    assert "canonical" in r.stderr + r.stdout

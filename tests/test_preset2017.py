@@ -128,7 +128,7 @@ def test_pong_roof_floor_and_paddles():
     ours = [simulators.rollout(sim, 20, sequence_rng(0, "train", i), Canvas(SIZE))
             for i in range(20)]
     assert np.array_equal(np.stack([f for f, _ in ours]).min(axis=(0, 1)) > 0, rows)
-    for frames, st in ours:
+    for frames, _ in ours:
         paddle = frames[:, 1:SIZE - 1, 0] > 0  # the left paddle's column, without roof, floor
         assert (paddle.sum(-1) == 7).all()
     centres = np.arange(1, SIZE - 1) + 0.5  # rows 1 .. 30

@@ -62,7 +62,7 @@ DATASET_COLUMNS = ("name", "env", "preset", "n_train", "n_val", "n_test", "steps
 def datasets_csv() -> dict[str, dict]:
     """name -> row of datasets.csv (strings): the canonical data sets, each an env (and preset)
     at its default parameters and sizes (n_train, n_val, n_test, steps, seed), with
-    `fingerprint` (kvae_bench.data.fingerprint of the file `generate` makes) and
+    `fingerprint` (kvae_bench.h5io.fingerprint of the file `generate` makes) and
     `prefix_fingerprint`, that of the same command with only prefix_train, prefix_val and
     prefix_test sequences (sequence i depends only on (seed, split, i), so that file is the
     canonical one's first sequences: a quick check of the generators). Read once; do not
