@@ -41,7 +41,8 @@ IMPUTATION = (("random", "random p", "drop probability p"),
 
 def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
     """Valid metrics of every run under runs_dir (searched recursively), and the problems
-    (unreadable files, runs not evaluated yet, copies of a run), each naming its folder.
+    (unreadable files, runs not evaluated yet, copies of a run, runs excluded by an
+    EXCLUDED.md that gives the reason), each naming its folder.
 
     A data set is known by its name and its data: runs on a file whose fingerprint is not the
     canonical one of that name (kvae_bench.references/datasets.csv), or runs of one name on
@@ -49,6 +50,10 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
     a row and published references apply only to the canonical data."""
     found, problems = [], []
     for run in rundir.find_runs(runs_dir):
+        reason = rundir.excluded_reason(run)
+        if reason:
+            problems.append(f"excluded {run}: {reason}")
+            continue
         if not rundir.has_metrics(run):
             problems.append(f"{run}: no metrics.json (run `kvae-bench evaluate {run}`)")
             continue

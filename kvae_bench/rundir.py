@@ -328,6 +328,18 @@ def read_examples(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None:
 # ---- finding runs -----------------------------------------------------------------------------
 
 
+EXCLUDED = "EXCLUDED.md"  # a run kept for the record but left out of every table: the reason
+
+
+def excluded_reason(run_dir: str | os.PathLike) -> str | None:
+    """The first line of the run's EXCLUDED.md, or None where the run counts."""
+    path = Path(run_dir) / EXCLUDED
+    if not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return lines[0] if lines else "no reason given"
+
+
 def find_runs(root: str | os.PathLike) -> list[Path]:
     """Run folders (those holding config.json or metrics.json) under root, sorted."""
     root = Path(root)

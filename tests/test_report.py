@@ -237,6 +237,22 @@ def test_damaged_metrics_are_skipped_by_name(runs, tmp_path):
     assert "vae_rnn-box-s7" in (out / "README.md").read_text()  # listed under Skipped
 
 
+def test_an_excluded_run_is_listed_with_its_reason_and_counted_nowhere(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
+    bad = fake_run(root, "box", "kvae", 1, ("smoothed",), 5.0)
+    (bad / "EXCLUDED.md").write_text("codes not linear in the position (probe R² 0.54)\n\nmore")
+    out = tmp_path / "out"
+    r = report(root, out)
+    assert r.exit_code == 0, r.output
+    assert "excluded" in r.output and "probe R² 0.54" in r.output
+    rows = [r for r in read_table(out) if r["model"] == "kvae" and r["metric"] == "hamming"]
+    assert rows and all(r["n"] == "1" for r in rows)  # seed 1 is in no mean
+    readme = (out / "README.md").read_text()
+    assert "kvae-box-s1: codes not linear in the position (probe R² 0.54)" in readme
+    assert "more" not in readme
+
+
 def test_report_and_help_never_import_torch(runs, tmp_path):
     """Block torch (and the models) and run `--help` and `report` in a fresh interpreter."""
     blocker = tmp_path / "blocker"
