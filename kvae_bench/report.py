@@ -597,6 +597,15 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     return out_dir, problems
 
 
+def _remove_stale(out_dir: Path, made: list[str]) -> None:
+    """Figures and GIFs of data sets or models this report no longer shows (e.g. a data set
+    relabelled by new canonical data): figures/ and videos/ are the report's own."""
+    for folder, pattern in (("figures", "*.png"), ("videos", "*.gif")):
+        for path in (out_dir / folder).glob(pattern):
+            if f"{folder}/{path.name}" not in made:
+                path.unlink()
+
+
 def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems: list[str],
                  commands: list[str]) -> None:
     """Write the tidy table and its page (figures, videos, README.md, index.html,
@@ -612,7 +621,7 @@ def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems
     checks = references.check_claims(references.load_claims(), ours, ref_means)
 
     summary = summary_section(table, index, metrics)
-    sections = []
+    sections, made = [], []
     for d in sorted({m["dataset"] for m in metrics}):
         runs = [m for m in metrics if m["dataset"] == d]
         trivial = runs[0]["trivial"]
@@ -626,6 +635,8 @@ def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems
             if v:
                 videos.append({**v, "src": src})
         sections.append(dataset_sections(d, table, index, metrics, checks, videos, fig))
+        made += [fig, *(v["src"] for v in videos)]
+    _remove_stale(out_dir, made)
     notes_path = out_dir / NOTES_FILE
     notes = notes_path.read_text() if notes_path.is_file() else ""
     page = {"title": "kvae-bench results", "created": runinfo.utc_now(),

@@ -237,6 +237,20 @@ def test_damaged_metrics_are_skipped_by_name(runs, tmp_path):
     assert "vae_rnn-box-s7" in (out / "README.md").read_text()  # listed under Skipped
 
 
+def test_figures_and_videos_of_data_sets_no_longer_shown_are_removed(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
+    gone = fake_run(root, "lava-2030", "ghost", 0, ("dreamed",), 0.9, trivial="empty")
+    out = tmp_path / "out"
+    assert report(root, out).exit_code == 0
+    assert (out / "figures" / "lava-2030.png").is_file()
+    assert (out / "videos" / "lava-2030-ghost.gif").is_file()
+    (gone / "EXCLUDED.md").write_text("a reason")
+    assert report(root, out, "--force").exit_code == 0
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["box.png"]
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["box-kvae.gif"]
+
+
 def test_an_excluded_run_is_listed_with_its_reason_and_counted_nowhere(tmp_path):
     root = tmp_path / "runs"
     fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
