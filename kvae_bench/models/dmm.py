@@ -68,6 +68,8 @@ class DMMConfig:
     likelihood: str = "bernoulli"  # bernoulli | gaussian
     pixel_var: float = 0.1  # Gaussian pixel variance
     conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
+    gap_aware: bool = False  # the backward GRU reads (m_t a_t, m_t) at every frame and the
+    # combiner infers a missing frame that has observed frames after it (train with gaps)
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")),
@@ -152,7 +154,7 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         self.lin_z_to_a = nn.Linear(c.dim_z, c.dim_a)
         self.transition = GatedTransition(c.dim_z, c.transition_units)
         self.combiner = Combiner(c.dim_z, c.rnn_units)
-        self.rnn = nn.GRUCell(c.dim_a, c.rnn_units)
+        self.rnn = nn.GRUCell(c.dim_a + c.gap_aware, c.rnn_units)
         self.z_0 = nn.Parameter(torch.zeros(c.dim_z))
         self.h_0 = nn.Parameter(torch.zeros(c.rnn_units))  # h_{T+1} of the backward RNN
 
@@ -163,8 +165,12 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         observed, h_{t+1} where it is missing."""
         h = self.h_0.expand(a.shape[0], -1)
         states = []
+        if self.config.gap_aware:  # h_t knows whether x_t is there
+            m = mask.to(a.dtype)[..., None]
+            a = torch.cat([a * m, m], -1)
         for t in reversed(range(a.shape[1])):
-            h = torch.where(mask[:, t, None] > 0.5, self.rnn(a[:, t], h), h)
+            h = self.rnn(a[:, t], h) if self.config.gap_aware else \
+                torch.where(mask[:, t, None] > 0.5, self.rnn(a[:, t], h), h)
             states.append(h)
         return torch.stack(states[::-1], 1)
 
@@ -172,12 +178,14 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         """The path z (B, T, Z) drawn from q(z | x) with standard normal noise eps (B, T, Z)
         (zeros: the mean path), and the KL term of each step (B, T) given z_{t-1}."""
         h = self.backward_states(a, mask)
+        # a frame at or after t is observed: with gap_aware, q is the combiner's there
+        evidence = mask.flip(1).cummax(1).values.flip(1)
         z = self.z_0.to(eps.dtype).expand(a.shape[0], -1)
         zs, kls = [], []
         for t in range(a.shape[1]):
             p_loc, p_scale = self.transition(z)
             q_loc, q_scale = self.combiner(z, h[:, t])
-            seen = mask[:, t, None] > 0.5
+            seen = (evidence if self.config.gap_aware else mask)[:, t, None] > 0.5
             q_loc, q_scale = torch.where(seen, q_loc, p_loc), torch.where(seen, q_scale, p_scale)
             kls.append(diag_gaussian_kl(q_loc, q_scale, p_loc, p_scale))
             z = q_loc + q_scale * eps[:, t]
