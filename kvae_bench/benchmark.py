@@ -172,14 +172,13 @@ def profile_data(dataset: str, profile: str) -> tuple[str, str | None, dict]:
 
 
 def _check_profile_data(data: Path, dataset: str, want: dict, fp: str, canonical: str | None):
+    import simulators
     from kvae_bench import h5io
 
     meta = h5io.read_meta(data)
     made = {"dataset": h5io.dataset_name(meta), "steps": meta["steps"],
             **{s: m["n"] for s, m in meta["splits"].items()}}
     expected = {"dataset": dataset, **{k: v for k, v in want.items() if v}}
-    import simulators
-
     version = meta.get("generator_version")
     if not canonical and version != simulators.GENERATOR_VERSION:  # (a canonical file's
         # fingerprint says more: data that a version change left alone keeps it)
@@ -217,7 +216,13 @@ def finished(run: Path, spec: RunSpec) -> bool:
         return False
     return (config["data_fingerprint"] == spec.data_fingerprint == metrics.get("data_fingerprint")
             and config["seed"] == spec.seed and metrics["epoch"] >= spec.options["epochs"]
-            and spec.model == (config.get("model_target") or BUILTIN.get(config["model"])))
+            and spec.model == _config_model(config))
+
+
+def _config_model(config: dict) -> str | None:
+    """The model target a run's config names (runs of built-in models before model_target
+    existed name the model only)."""
+    return config.get("model_target") or BUILTIN.get(config["model"])
 
 
 def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
@@ -232,7 +237,7 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
             config = rundir.read_config(run)
         except UserError as e:
             raise ValueError(f"{e}: move the folder aside to rerun it") from None
-        model = config.get("model_target") or BUILTIN.get(config["model"])
+        model = _config_model(config)
         theirs = config["data_fingerprint"]
         what = (f"data {theirs[:12]}, this grid's {spec.data_fingerprint[:12]}"
                 if theirs != spec.data_fingerprint else

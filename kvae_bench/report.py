@@ -354,13 +354,13 @@ def summary_section(table: list[dict], index: Index, metrics: list[dict]) -> Sec
         series.sort(key=lambda s: (s[0] == trivial, s[0] != "kvae", s[0],
                                    s[1] != "smoothed", s[1]))
         for model, method in series:
-            n = (index.get(d, model, method, "random", SUMMARY_P, "hamming") or {}).get("n", "")
+            random = index.get(d, model, method, "random", SUMMARY_P, "hamming")
             rows.append([d if k == SUMMARY_K else f"{d} (k = {_level_text(k)})",
                          model if model == trivial else f"{model} {method}",
-                         _fmt(index.get(d, model, method, "random", SUMMARY_P, "hamming")),
+                         _fmt(random),
                          _fmt(index.get(d, model, method, "planning", k, "hamming")),
                          _fmt(index.get(d, model, method, "planning", k, "position_error"), 2),
-                         str(n)])
+                         str((random or {}).get("n", ""))])
     if not rows:
         return None
     sec = Section("Summary", "summary")

@@ -178,14 +178,15 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         """The path z (B, T, Z) drawn from q(z | x) with standard normal noise eps (B, T, Z)
         (zeros: the mean path), and the KL term of each step (B, T) given z_{t-1}."""
         h = self.backward_states(a, mask)
-        # a frame at or after t is observed: with gap_aware, q is the combiner's there
-        evidence = mask.flip(1).cummax(1).values.flip(1)
+        # where q is the combiner's: observed frames, and with gap_aware every frame that has an
+        # observed frame at or after it
+        inferred = mask.flip(1).cummax(1).values.flip(1) if self.config.gap_aware else mask
         z = self.z_0.to(eps.dtype).expand(a.shape[0], -1)
         zs, kls = [], []
         for t in range(a.shape[1]):
             p_loc, p_scale = self.transition(z)
             q_loc, q_scale = self.combiner(z, h[:, t])
-            seen = (evidence if self.config.gap_aware else mask)[:, t, None] > 0.5
+            seen = inferred[:, t, None] > 0.5
             q_loc, q_scale = torch.where(seen, q_loc, p_loc), torch.where(seen, q_scale, p_scale)
             kls.append(diag_gaussian_kl(q_loc, q_scale, p_loc, p_scale))
             z = q_loc + q_scale * eps[:, t]
