@@ -33,11 +33,12 @@ Profiles:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from kvae_bench import rundir
@@ -219,6 +220,41 @@ def finished(run: Path, spec: RunSpec) -> bool:
             and spec.model == _config_model(config))
 
 
+# Options that change how fast a run goes, not what it learns: a run may differ in these.
+_EXECUTION_OPTIONS = ("epochs", "cuda_graph", "max_bad_steps")
+
+
+def recipe_difference(config: dict, spec: RunSpec) -> str:
+    """'' where a run's saved options are the ones this spec would train with (its options
+    over the model's and the trainer's defaults, today's); else the first difference, e.g.
+    "train_miss_prob 0.0, this grid's 0.5". An option a run's config lacks (added since) counts
+    as its default, the behaviour before it existed. `epochs` is left out (a run may go on)."""
+    from kvae_bench import models as registry
+    from kvae_bench.train import TrainConfig, split_options
+
+    try:
+        mspec = registry.resolve(spec.model)
+        model_opts, train_opts = split_options(spec.options, mspec)
+    except (ValueError, UserError):  # the run itself reports the error
+        return ""
+    defaults = {("model_config", k): o.default for k, o in mspec.options.items()}
+    defaults |= {("train_config", f.name): f.default for f in fields(TrainConfig)}
+    want = {**defaults, **{("model_config", k): v for k, v in model_opts.items()},
+            **{("train_config", k): v for k, v in train_opts.items()}}
+    for (part, key), value in want.items():
+        theirs = config.get(part, {}).get(key, defaults[part, key])
+        if key not in _EXECUTION_OPTIONS and not _same(theirs, value):
+            return f"{key} {theirs}, this grid's {value}"
+    return ""
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not (
+            isinstance(a, bool) or isinstance(b, bool)):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
 def _config_model(config: dict) -> str | None:
     """The model target a run's config names (runs of built-in models before model_target
     existed name the model only)."""
@@ -227,8 +263,9 @@ def _config_model(config: dict) -> str | None:
 
 def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
     """ValueError, before any work, where a spec's folder holds a run it cannot continue: one
-    on other data (e.g. a data set whose generator changed since), another model or seed.
-    Resuming it would fail hours later, or mix two runs in one folder."""
+    on other data (e.g. a data set whose generator changed since), another model or seed, or
+    other options (a recipe or default changed since). Resuming it would fail hours later or
+    mix two recipes in one run; skipping a finished one would publish it as this grid's."""
     for spec in specs:
         run = runs_root / spec.name
         if not rundir.is_run(run):
@@ -242,7 +279,8 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
         what = (f"data {theirs[:12]}, this grid's {spec.data_fingerprint[:12]}"
                 if theirs != spec.data_fingerprint else
                 f"seed {config['seed']}" if config["seed"] != spec.seed else
-                f"model {model}" if model != spec.model else "")
+                f"model {model}" if model != spec.model else
+                recipe_difference(config, spec))
         if what:
             raise ValueError(f"{run} holds another run ({what}): move it into "
                              f"{runs_root / 'superseded'}/ (the grid's report still shows it, "

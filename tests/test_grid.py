@@ -183,3 +183,33 @@ def test_profile_data_of_an_older_generator_is_not_reused(tmp_path, monkeypatch)
     with pytest.raises(UserError, match=f"generator version 0, this code's is "
                                         f"{simulators.GENERATOR_VERSION}: move it away"):
         plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)
+
+
+def test_a_run_made_with_another_recipe_stops_the_grid_before_any_work(tmp_path, monkeypatch):
+    """A finished run whose options differ from the grid's (a recipe or a default changed
+    since) would be skipped and published as the grid's; an unfinished one would mix two
+    recipes. An option the run's config lacks (added since) counts as its default."""
+    import kvae_bench.benchmark as benchmark
+    from kvae_bench.benchmark import check_run_folders
+
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)
+    assert execute(spec, tmp_path / "g" / "runs" / spec.name, "cpu", 1,
+                   progress=False)["status"] == "done"
+    check_run_folders([spec], tmp_path / "g" / "runs")  # the same recipe: no error
+    config = json.loads((tmp_path / "g" / "runs" / spec.name / "config.json").read_text())
+    assert config["train_config"]["train_miss_prob"] == 0.0
+    del config["train_config"]["train_miss_prob"], config["train_config"]["grad_clip"]
+    (tmp_path / "g" / "runs" / spec.name / "config.json").write_text(json.dumps(config))
+    check_run_folders([spec], tmp_path / "g" / "runs")  # an older run: defaults
+    monkeypatch.setitem(benchmark.MODEL_RECIPES, "ae_rnn", {"train_miss_prob": 0.5})
+    r = CliRunner().invoke(main, ["benchmark", "--profile", "smoke", "--env", "box", "--models",
+                                  "ae_rnn", "--device", "cpu", "--out", "g"])
+    assert r.exit_code == 1, r.output
+    error = r.output.splitlines()[-1]
+    assert error.startswith("Error: ") and "holds another run (train_miss_prob 0.0, this " \
+                                          "grid's 0.5): move it into g/runs/superseded/" in error
+    # only how fast it runs, or how long: not another recipe
+    faster = RunSpec(**{**spec.__dict__, "options": {**spec.options, "cuda_graph": False,
+                                                     "epochs": 9}})
+    check_run_folders([faster], tmp_path / "g" / "runs")
