@@ -63,7 +63,8 @@ PROFILES = {
     "smoke": Profile(64, 16, 1, {"batch_size": 16, "warmup_steps": 2, "eval_limit": 16},
                      {"kvae": {"frozen_dynamics_epochs": 0}}, data_suffix="_smoke",
                      out="results/smoke"),
-    "quick": Profile(2000, 200, 8, model_options={"kvae": {"frozen_dynamics_epochs": 2}},
+    "quick": Profile(2000, 200, 8, model_options={"kvae": {"frozen_dynamics_epochs": 2},
+                                                  "dvbf": {"anneal_epochs": 4}},
                      data_suffix="_quick", out="results/quick"),
     "paper": Profile(5000, 1000, 80),
 }
@@ -279,12 +280,16 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
         what = (f"data {theirs[:12]}, this grid's {spec.data_fingerprint[:12]}"
                 if theirs != spec.data_fingerprint else
                 f"seed {config['seed']}" if config["seed"] != spec.seed else
-                f"model {model}" if model != spec.model else
-                recipe_difference(config, spec))
+                f"model {model}" if model != spec.model else "")
         if what:
             raise ValueError(f"{run} holds another run ({what}): move it into "
                              f"{runs_root / 'superseded'}/ (the grid's report still shows it, "
                              "labelled by its data), or pass --out elsewhere")
+        what = recipe_difference(config, spec)
+        if what:  # same data, model and seed: in superseded/ it would fill the same table cell
+            raise ValueError(f"{run} holds a run made with other options ({what}): move it "
+                             f"out of {runs_root} (a committed run stays in git history), or "
+                             "pass --out elsewhere")
 
 
 def headline(metrics: dict) -> str:

@@ -207,8 +207,8 @@ def test_a_run_made_with_another_recipe_stops_the_grid_before_any_work(tmp_path,
                                   "ae_rnn", "--device", "cpu", "--out", "g"])
     assert r.exit_code == 1, r.output
     error = r.output.splitlines()[-1]
-    assert error.startswith("Error: ") and "holds another run (train_miss_prob 0.0, this " \
-                                          "grid's 0.5): move it into g/runs/superseded/" in error
+    assert error.startswith("Error: ") and "holds a run made with other options " \
+        "(train_miss_prob 0.0, this grid's 0.5): move it out of g/runs" in error
     # only how fast it runs, or how long: not another recipe
     faster = RunSpec(**{**spec.__dict__, "options": {**spec.options, "cuda_graph": False,
                                                      "epochs": 9}})
