@@ -17,9 +17,10 @@ Re-runnable: a run whose metrics.json scores the profile's epochs on the same da
 is skipped; an interrupted run resumes from its checkpoint where that is reachable (locally:
 its folder; on Ray: the same node's --worker-dir); a failed run is reported with its error and
 does not stop the others. The end prints done / skipped / failed and writes the report. A run
-folder that holds another run (other data, e.g. after a generator change, or another model or
-seed) stops the grid before training: move it into RUNS/superseded/ and the report still
-shows it, labelled by its data.
+folder that holds another run stops the grid before training: one on other data (e.g. after a
+generator change) goes into RUNS/superseded/, where the report still shows it, labelled by its
+data; one of another model or seed, or made with other options (a recipe or default changed
+since, or a resume that replaced them), leaves RUNS (it would fill the same table cell).
 
 Profiles:
     smoke  64 + 16 videos, 1 epoch: every code path in about a minute on 2 cores, for trying
@@ -33,6 +34,8 @@ Profiles:
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import math
 import os
 import socket
@@ -227,32 +230,48 @@ _EXECUTION_OPTIONS = ("epochs", "cuda_graph", "max_bad_steps")
 
 def recipe_difference(config: dict, spec: RunSpec) -> str:
     """'' where a run's saved options are the ones this spec would train with (its options
-    over the model's and the trainer's defaults, today's); else the first difference, e.g.
-    "train_miss_prob 0.0, this grid's 0.5". An option a run's config lacks (added since) counts
-    as its default, the behaviour before it existed. `epochs` is left out (a run may go on)."""
+    over the model's and the trainer's defaults, today's) and it was never resumed with other
+    ones; else the first difference, e.g. "train_miss_prob 0.0, this grid's 0.5". An option a
+    run's config lacks (added since) counts as its default, the behaviour before it existed.
+    _EXECUTION_OPTIONS are left out (a run may go on for more epochs). ValueError where the
+    spec's options are not the model's (a recipe or profile names an unknown option)."""
     from kvae_bench import models as registry
     from kvae_bench.train import TrainConfig, split_options
 
     try:
         mspec = registry.resolve(spec.model)
         model_opts, train_opts = split_options(spec.options, mspec)
-    except (ValueError, UserError):  # the run itself reports the error
-        return ""
+    except (ValueError, UserError) as e:
+        raise ValueError(f"the grid's options for {spec.model_name}: {e}") from None
     defaults = {("model_config", k): o.default for k, o in mspec.options.items()}
     defaults |= {("train_config", f.name): f.default for f in fields(TrainConfig)}
     want = {**defaults, **{("model_config", k): v for k, v in model_opts.items()},
             **{("train_config", k): v for k, v in train_opts.items()}}
     for (part, key), value in want.items():
+        if key in _EXECUTION_OPTIONS or value is inspect.Parameter.empty:
+            continue
         theirs = config.get(part, {}).get(key, defaults[part, key])
-        if key not in _EXECUTION_OPTIONS and not _same(theirs, value):
+        if not _same(theirs, _as_saved(value)):
             return f"{key} {theirs}, this grid's {value}"
+    for change in config.get("changes", []):  # a resume that replaced training options
+        for key, value in change.get("changed", {}).items():
+            if key not in (*_EXECUTION_OPTIONS, "data"):
+                return f"{key} set to {value} on resuming at epoch {change.get('at_epoch')}"
     return ""
+
+
+def _as_saved(value):
+    """A value as config.json gives it back (a tuple as a list)."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return value
 
 
 def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not (
             isinstance(a, bool) or isinstance(b, bool)):
-        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0) or (a != a and b != b)
     return a == b
 
 
@@ -277,19 +296,19 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
             raise ValueError(f"{e}: move the folder aside to rerun it") from None
         model = _config_model(config)
         theirs = config["data_fingerprint"]
-        what = (f"data {theirs[:12]}, this grid's {spec.data_fingerprint[:12]}"
-                if theirs != spec.data_fingerprint else
-                f"seed {config['seed']}" if config["seed"] != spec.seed else
-                f"model {model}" if model != spec.model else "")
-        if what:
-            raise ValueError(f"{run} holds another run ({what}): move it into "
+        if theirs != spec.data_fingerprint:
+            raise ValueError(f"{run} holds another run (data {theirs[:12]}, this grid's "
+                             f"{spec.data_fingerprint[:12]}): move it into "
                              f"{runs_root / 'superseded'}/ (the grid's report still shows it, "
                              "labelled by its data), or pass --out elsewhere")
-        what = recipe_difference(config, spec)
-        if what:  # same data, model and seed: in superseded/ it would fill the same table cell
-            raise ValueError(f"{run} holds a run made with other options ({what}): move it "
-                             f"out of {runs_root} (a committed run stays in git history), or "
-                             "pass --out elsewhere")
+        what = (f"another run (seed {config['seed']})" if config["seed"] != spec.seed else
+                f"another run (model {model})" if model != spec.model else "")
+        if not what:
+            recipe = recipe_difference(config, spec)
+            what = recipe and f"a run made with other options ({recipe})"
+        if what:  # on the same data: in superseded/ it would fill a table cell of this grid's
+            raise ValueError(f"{run} holds {what}: move it out of {runs_root} (a committed "
+                             "run stays in git history), or pass --out elsewhere")
 
 
 def headline(metrics: dict) -> str:
@@ -317,6 +336,10 @@ def execute(spec: RunSpec, run: Path, device: str, threads: int | None, progress
     t0 = time.time()
     try:
         resume = rundir.is_run(run)
+        what = recipe_difference(rundir.read_config(run), spec) if resume else ""
+        if what:  # e.g. a Ray worker's folder, which check_run_folders cannot see
+            raise UserError(f"{run} holds a run made with other options ({what}): delete "
+                            "it to train this grid's")
         train(run, None if resume else spec.model, data or spec.data, dict(spec.options),
               seed=spec.seed, device=device, resume=resume, progress=False,
               launched_by=f"kvae-bench benchmark, {executor} executor")

@@ -212,5 +212,20 @@ def test_a_run_made_with_another_recipe_stops_the_grid_before_any_work(tmp_path,
         "(train_miss_prob 0.0, this grid's 0.5): move it out of g/runs" in error
     # only how fast it runs, or how long: not another recipe
     faster = RunSpec(**{**spec.__dict__, "options": {**spec.options, "cuda_graph": False,
-                                                     "epochs": 9}})
+                                                     "epochs": 9, "max_bad_steps": 3}})
     check_run_folders([faster], tmp_path / "g" / "runs")
+    # a model option; a run a Ray worker would resume is refused too
+    wider = RunSpec(**{**spec.__dict__, "options": {**spec.options, "units": 65}})
+    with pytest.raises(ValueError, match=r"other options \(units 64, this grid's 65\)"):
+        check_run_folders([wider], tmp_path / "g" / "runs")
+    refused = execute(wider, tmp_path / "g" / "runs" / spec.name, "cpu", 1, progress=False)
+    assert refused["status"] == "failed" and "units 64" in refused["error"]
+    # a resume that replaced a training option: the run mixes two recipes
+    config["changes"] = [{"at_epoch": 1, "changed": {"lr": 0.001}}]
+    (tmp_path / "g" / "runs" / spec.name / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="lr set to 0.001 on resuming at epoch 1"):
+        check_run_folders([spec], tmp_path / "g" / "runs")
+    # options the model does not take stop the grid, not only that run
+    typo = RunSpec(**{**spec.__dict__, "options": {**spec.options, "unit": 5}})
+    with pytest.raises(ValueError, match="unknown option 'unit'"):
+        check_run_folders([typo], tmp_path / "g" / "runs")
