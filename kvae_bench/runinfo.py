@@ -17,15 +17,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @functools.cache
 def git_commit() -> str:
-    """The source tree's commit ("<sha>", "<sha>+dirty" with local changes); outside git (a
-    copy of the tree sent to another machine) the KVAE_BENCH_CODE_VERSION environment
-    variable, else ""."""
+    """The source tree's commit ("<sha>", "<sha>+dirty" with local changes to tracked files
+    outside results/ and data/, which runs and reports write); outside git (a copy of the tree
+    sent to another machine) the KVAE_BENCH_CODE_VERSION environment variable, else ""."""
     try:
         def git(*args):
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
                                   text=True, timeout=10, check=True).stdout.strip()
         sha = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                    ":(exclude)results", ":(exclude)data")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("KVAE_BENCH_CODE_VERSION", "")
     return sha + ("+dirty" if dirty else "")

@@ -142,3 +142,27 @@ def test_every_option_says_what_it_does():
             if isinstance(param, click.Option) and not param.help:
                 missing.append(f"{name} {param.opts[0]}")
     assert missing == []
+
+
+def test_the_code_version_is_dirty_for_code_changes_not_for_results(tmp_path, monkeypatch):
+    """A run that rewrites the committed report (results/) is still made by clean code."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    for rel in ("kvae_bench/x.py", "results/README.md", "data/README.md"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text("a\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    monkeypatch.setattr(runinfo, "REPO_ROOT", tmp_path)
+    version = runinfo.git_commit.__wrapped__
+    sha = version()
+    assert len(sha) == 40
+    (tmp_path / "results" / "README.md").write_text("b\n")
+    (tmp_path / "data" / "README.md").write_text("b\n")
+    assert version() == sha
+    (tmp_path / "kvae_bench" / "x.py").write_text("b\n")
+    assert version() == sha + "+dirty"
