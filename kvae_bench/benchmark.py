@@ -44,7 +44,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from kvae_bench import rundir
+from kvae_bench import rundir, sanity
 from kvae_bench.errors import UserError
 from kvae_bench.models import BUILTIN
 
@@ -414,12 +414,14 @@ def run_grid(specs: list[RunSpec], runs_root: Path, executor: str = "local", job
         name = result["name"]
         if result["status"] == "done":
             try:
-                score = headline(rundir.read_metrics(runs_root / name))
+                metrics = rundir.read_metrics(runs_root / name)
             except UserError as e:
                 result = {**result, "status": "failed", "error": str(e)}
         if result["status"] == "done":
             outcome.done.append(name)
-            line = f"done {name} in {result['minutes']:.1f} min: {score}"
+            line = f"done {name} in {result['minutes']:.1f} min: {headline(metrics)}"
+            line += "".join(f"\nwarning: {name} failed a check: {w}"
+                            for w in sanity.run_warnings(metrics))
         else:
             outcome.failed.append((name, result["error"]))
             line = f"FAILED {name} after {result['minutes']:.1f} min: {result['error']}"

@@ -329,6 +329,15 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
         from kvae_bench.evaluate import evaluate
 
         click.echo(f"wrote {evaluate(path, device=device, progress=progress(), data=data)}")
+        warn_if_failed(path)
+
+
+def warn_if_failed(run: Path) -> None:
+    """A warning line for each training check the run's fresh metrics fail."""
+    from kvae_bench import rundir, sanity
+
+    for w in sanity.run_warnings(rundir.read_metrics(run)):
+        click.echo(f"warning: {run} failed a check: {w}", err=True)
 
 
 @main.command("evaluate")
@@ -350,6 +359,7 @@ def evaluate_cmd(run, device, batch_size, data):
         raise UserError(f"{run} is a file: pass a run folder (it holds config.json)")
     path = evaluate(run, device=device, batch_size=batch_size, progress=progress(), data=data)
     click.echo(f"wrote {path}")
+    warn_if_failed(run)
 
 
 @main.command("report")

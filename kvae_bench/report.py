@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvae_bench import references, rundir, runinfo
+from kvae_bench import references, rundir, runinfo, sanity
 from kvae_bench.errors import UserError
 from kvae_bench.references import datasets_csv
 
@@ -294,6 +294,11 @@ def dataset_sections(d: str, table: list[dict], index: Index, metrics: list[dict
                                f"{', '.join(models)}, seeds {', '.join(map(str, seeds))}. "
                                f"`{trivial}` is the trivial predictor that draws the static "
                                "scene of every frame."))
+    flagged = warnings(runs)
+    if flagged:
+        sec.blocks.append(("text", "These runs failed a training check (kvae_bench/sanity.py); "
+                                   "their scores are in the tables below:"))
+        sec.blocks.append(("list", [f"{name}: {w}" for name, w in flagged]))
     for metric, what in (("hamming", "Hamming distance over the unobserved frames (fraction "
                                      "of wrong pixels, lower is better)"),
                          ("position_error", "error of the tracked object's position read off "
@@ -594,7 +599,13 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     if not force:
         check_no_runs_lost(previous, run_ids(metrics), out_dir)
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
-    return out_dir, problems
+    return out_dir, problems + [f"{name} failed a check: {w}" for name, w in warnings(metrics)]
+
+
+def warnings(metrics: list[dict]) -> list[tuple[str, str]]:
+    """(run folder name, one failed check) of every run (kvae_bench.sanity)."""
+    return [(Path(m["run_dir"]).name, w) for m in sorted(metrics, key=lambda m: m["run_dir"])
+            for w in sanity.run_warnings(m)]
 
 
 def _remove_stale(out_dir: Path, made: list[str]) -> None:
@@ -642,11 +653,13 @@ def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems
     page = {"title": "kvae-bench results", "created": runinfo.utc_now(),
             "code_version": runinfo.git_commit(), "notes": notes.strip(),
             "datasets": [s.title for s in sections], "sections": sections, "summary": summary,
+            "warnings": [f"{name}: {w}" for name, w in warnings(metrics)],
             "problems": problems, "commands": commands}
     runinfo.atomic_write_text(out_dir / "table.csv", table_csv(table))
     rundir.write_summary(out_dir, {
         "columns": list(COLUMNS), "rows": table, "created_utc": page["created"],
         "code_version": page["code_version"], "problems": problems,
+        "warnings": page["warnings"],
         "claims": [{k: c[k] for k in ("env", "title", "kind", "series", "levels", "passed",
                                       "counted")} for c in checks],
         "runs": [{k: m.get(k) for k in ("run", "model", "dataset", "env", "seed", "epoch",

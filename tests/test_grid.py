@@ -229,3 +229,30 @@ def test_a_run_made_with_another_recipe_stops_the_grid_before_any_work(tmp_path,
     typo = RunSpec(**{**spec.__dict__, "options": {**spec.options, "unit": 5}})
     with pytest.raises(ValueError, match="unknown option 'unit'"):
         check_run_folders([typo], tmp_path / "g" / "runs")
+
+
+def test_a_run_that_failed_a_training_check_says_so_when_done(tmp_path, monkeypatch, capsys):
+    from kvae_bench import benchmark
+
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["kvae"], [0], "smoke", progress=False)
+
+    def collapsed(spec, run, *args, **kwargs):  # a run whose imputation draws the empty scene
+        rows = [{"protocol": "random", "level": 0.5, "method": m, "hamming": 0.0234,
+                 "no_ball_fraction": 1.0} for m in ("smoothed", "walls")]
+        rundir.write_metrics(run, {
+            "dataset": "box", "env": "box", "model": "kvae", "seed": 0, "epoch": 1,
+            "trivial": "walls", "imputation": rows[:1], "trivial_predictor": rows[1:],
+            "generation": {}})
+        return {"name": spec.name, "status": "done", "minutes": 0.1}
+
+    monkeypatch.setattr(benchmark, "execute", collapsed)
+    (tmp_path / "runs" / spec.name).mkdir(parents=True)
+    outcome = run_grid([spec], tmp_path / "runs", device="cpu", progress=False)
+    assert outcome.done == [spec.name]
+    err = capsys.readouterr().err
+    assert f"done {spec.name} in 0.1 min: smoothed Hamming 0.0234 at p = 0.5" in err
+    assert f"warning: {spec.name} failed a check: smoothed imputes random p = 0.5 at Hamming " \
+           "0.0234, 1.00 of the trivial predictor `walls`'s 0.0234" in err
+    assert f"warning: {spec.name} failed a check: smoothed imputes random p = 0.5 with no " \
+           "object in 100% of the missing frames" in err

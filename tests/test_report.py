@@ -377,3 +377,55 @@ def test_a_run_relabelled_by_new_canonical_data_is_not_lost(tmp_path):
     check_no_runs_lost(unrecorded, {("polygon", "kvae", 0, new)}, tmp_path)
     with pytest.raises(UserError, match="polygon/kvae/s0"):
         check_no_runs_lost(unrecorded, {("polygon@5b0b88ca", "kvae", 0, old)}, tmp_path)
+
+
+def test_a_run_no_better_than_the_static_scene_is_flagged_everywhere(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
+    fake_run(root, "box", "kvae", 1, ("smoothed",), 2.0)  # p = 0.5: 0.0301, walls 0.0234
+    out = tmp_path / "out"
+    r = report(root, out)
+    assert r.exit_code == 0, r.output
+    assert "kvae-box-s1 failed a check: smoothed imputes random p = 0.5 at Hamming 0.0301, " \
+           "1.29 of the trivial predictor `walls`'s 0.0234" in r.output
+    assert "kvae-box-s0 failed" not in r.output
+    readme = (out / "README.md").read_text()
+    assert "## Runs that failed a training check" in readme
+    assert readme.count("- kvae-box-s1: smoothed imputes random p = 0.5") == 2  # top, section
+    assert "kvae-box-s1" in (out / "index.html").read_text().split('id="failed-checks"')[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [w.split(":")[0] for w in summary["warnings"]] == ["kvae-box-s1"]
+    rows = [r for r in read_table(out) if r["model"] == "kvae" and r["metric"] == "hamming"]
+    assert rows and all(r["n"] == "2" for r in rows)  # flagged, still counted: never dropped
+
+
+def test_the_training_checks():
+    from kvae_bench.sanity import run_warnings
+
+    def metrics(imputed=0.006, recon=0.0001, elbo=-3.0):
+        return {"trivial": "walls",
+                "trivial_predictor": [{"protocol": "random", "level": lvl, "hamming": 0.0234}
+                                      for lvl in (0.5, 1.0)],
+                "imputation": [{"protocol": "random", "level": 0.5, "method": "imputed",
+                                "hamming": imputed},
+                               {"protocol": "random", "level": 1.0, "method": "imputed",
+                                "hamming": 0.03}],  # p = 1.0 is not judged
+                "generation": {"hamming_per_step": [0.01, 0.02]},
+                "elbo": {"elbo": elbo}, "reconstruction_hamming": recon}
+
+    assert run_warnings(metrics()) == []
+    assert run_warnings({"imputation": []}) == []  # nothing to judge
+    near = run_warnings(metrics(imputed=0.0215))
+    assert len(near) == 1 and "0.92 of the trivial predictor `walls`'s" in near[0]
+    assert run_warnings(metrics(imputed=0.0200)) == []  # 0.85 of walls: weak, not flagged
+    gone = metrics()
+    gone["imputation"][0].update(no_ball_fraction=0.8, position_error=float("nan"))
+    assert run_warnings(gone) == ["imputed imputes random p = 0.5 with no object in 80% of the "
+                                  "missing frames: collapse, or the average frame"]
+    off = metrics(imputed=0.0234)
+    off["imputation"][0].update(no_ball_fraction=0.0, position_error=1.57)
+    assert run_warnings(off)[0].endswith("(position error 1.57 px: the object is drawn, but off)")
+    recon = run_warnings(metrics(recon=0.015))
+    assert len(recon) == 1 and recon[0].startswith("reconstructs its input at Hamming 0.0150")
+    nan = run_warnings(metrics(elbo=float("nan")))
+    assert len(nan) == 1 and nan[0].startswith("1 of its 6 scores are not finite")
