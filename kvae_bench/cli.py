@@ -336,7 +336,11 @@ def warn_if_failed(run: Path) -> None:
     """A warning line for each training check the run's fresh metrics fail."""
     from kvae_bench import rundir, sanity
 
-    for w in sanity.run_warnings(rundir.read_metrics(run)):
+    try:
+        found = sanity.run_warnings(rundir.read_metrics(run))
+    except UserError as e:  # written, but not as `report` reads it
+        found = [f"its metrics.json cannot be read back ({e})"]
+    for w in found:
         click.echo(f"warning: {run} failed a check: {w}", err=True)
 
 

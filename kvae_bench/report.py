@@ -603,8 +603,9 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
 
 
 def warnings(metrics: list[dict]) -> list[tuple[str, str]]:
-    """(run folder name, one failed check) of every run (kvae_bench.sanity)."""
-    return [(Path(m["run_dir"]).name, w) for m in sorted(metrics, key=lambda m: m["run_dir"])
+    """(run folder, one failed check) of every run (kvae_bench.sanity); the folder as found
+    under the runs folder, since superseded/ holds folders of the same names."""
+    return [(m["run_dir"], w) for m in sorted(metrics, key=lambda m: m["run_dir"])
             for w in sanity.run_warnings(m)]
 
 

@@ -14,6 +14,7 @@
     RUN/metrics.json   schema "kvae-bench/metrics" v2 (v1 still read): the benchmark's scores
     RUN/examples.npz   a few test sequences and their imputations, for the report's GIFs
     OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it
+                       (and since the training checks, their "warnings")
     OUT/.kvae-bench-report  written before anything else: OUT is a report's folder
 
 Every writer is atomic (runinfo.atomic_path). Every reader validates what it returns and raises

@@ -253,6 +253,6 @@ def test_a_run_that_failed_a_training_check_says_so_when_done(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert f"done {spec.name} in 0.1 min: smoothed Hamming 0.0234 at p = 0.5" in err
     assert f"warning: {spec.name} failed a check: smoothed imputes random p = 0.5 at Hamming " \
-           "0.0234, 1.00 of the trivial predictor `walls`'s 0.0234" in err
+           "0.0234, 1.00 of the trivial predictor walls's 0.0234" in err
     assert f"warning: {spec.name} failed a check: smoothed imputes random p = 0.5 with no " \
            "object in 100% of the missing frames" in err

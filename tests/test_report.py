@@ -387,25 +387,27 @@ def test_a_run_no_better_than_the_static_scene_is_flagged_everywhere(tmp_path):
     r = report(root, out)
     assert r.exit_code == 0, r.output
     assert "kvae-box-s1 failed a check: smoothed imputes random p = 0.5 at Hamming 0.0301, " \
-           "1.29 of the trivial predictor `walls`'s 0.0234" in r.output
+           "1.29 of the trivial predictor walls's 0.0234: barely better than drawing the " \
+           "static scene, or worse" in r.output
     assert "kvae-box-s0 failed" not in r.output
     readme = (out / "README.md").read_text()
     assert "## Runs that failed a training check" in readme
-    assert readme.count("- kvae-box-s1: smoothed imputes random p = 0.5") == 2  # top, section
-    assert "kvae-box-s1" in (out / "index.html").read_text().split('id="failed-checks"')[1]
+    assert readme.count("kvae-box-s1: smoothed imputes random p = 0.5") == 2  # top, section
+    top = (out / "index.html").read_text().split('id="failed-checks"')[1].split("</section>")[0]
+    assert "kvae-box-s1: smoothed imputes" in top
     summary = json.loads((out / "summary.json").read_text())
-    assert [w.split(":")[0] for w in summary["warnings"]] == ["kvae-box-s1"]
+    assert [w.split(": ")[0] for w in summary["warnings"]] == [str(root / "kvae-box-s1")]
     rows = [r for r in read_table(out) if r["model"] == "kvae" and r["metric"] == "hamming"]
     assert rows and all(r["n"] == "2" for r in rows)  # flagged, still counted: never dropped
 
 
-def test_the_training_checks():
+def test_the_training_checks(tmp_path):
     from kvae_bench.sanity import run_warnings
 
     def metrics(imputed=0.006, recon=0.0001, elbo=-3.0):
         return {"trivial": "walls",
-                "trivial_predictor": [{"protocol": "random", "level": lvl, "hamming": 0.0234}
-                                      for lvl in (0.5, 1.0)],
+                "trivial_predictor": [{"protocol": "random", "level": lvl, "method": "walls",
+                                       "hamming": 0.0234} for lvl in (0.5, 1.0)],
                 "imputation": [{"protocol": "random", "level": 0.5, "method": "imputed",
                                 "hamming": imputed},
                                {"protocol": "random", "level": 1.0, "method": "imputed",
@@ -416,7 +418,7 @@ def test_the_training_checks():
     assert run_warnings(metrics()) == []
     assert run_warnings({"imputation": []}) == []  # nothing to judge
     near = run_warnings(metrics(imputed=0.0215))
-    assert len(near) == 1 and "0.92 of the trivial predictor `walls`'s" in near[0]
+    assert len(near) == 1 and "0.92 of the trivial predictor walls's" in near[0]
     assert run_warnings(metrics(imputed=0.0200)) == []  # 0.85 of walls: weak, not flagged
     gone = metrics()
     gone["imputation"][0].update(no_ball_fraction=0.8, position_error=float("nan"))
@@ -425,7 +427,20 @@ def test_the_training_checks():
     off = metrics(imputed=0.0234)
     off["imputation"][0].update(no_ball_fraction=0.0, position_error=1.57)
     assert run_warnings(off)[0].endswith("(position error 1.57 px: the object is drawn, but off)")
+    off["imputation"][0].update(no_ball_fraction=0.9)  # found in 10%: not "drawn"
+    assert [w.endswith("or worse") for w in run_warnings(off)] == [True, False]
     recon = run_warnings(metrics(recon=0.015))
     assert len(recon) == 1 and recon[0].startswith("reconstructs its input at Hamming 0.0150")
-    nan = run_warnings(metrics(elbo=float("nan")))
-    assert len(nan) == 1 and nan[0].startswith("1 of its 6 scores are not finite")
+    assert run_warnings(metrics(elbo=float("nan")))[0].startswith(
+        "1 of its 6 scores is not finite")
+    # as read back: metrics.json writes NaN and inf as null
+    run = tmp_path / "run"
+    diverged = {**metrics(elbo=float("inf"), recon=float("nan")), "dataset": "box",
+                "env": "box", "model": "kvae", "seed": 0, "epoch": 1}
+    rundir.write_metrics(run, diverged)
+    read = rundir.read_metrics(run)
+    assert read["elbo"]["elbo"] is None
+    assert run_warnings(read) == ["2 of its 6 scores are not finite (NaN or inf, null in "
+                                  "metrics.json): it diverged"]
+    del diverged["reconstruction_hamming"]  # a model without reconstruct(): nothing to judge
+    assert run_warnings(diverged)[0].startswith("1 of its 5 scores is not finite")
