@@ -20,6 +20,13 @@ from kvae_bench.data import VideoSplit
 from kvae_bench.evaluate import _positions, load_run
 
 
+def codes(model, split: VideoSplit) -> np.ndarray:
+    """The model's codes a_t of every frame of split, (N * T, dim_a)."""
+    x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
+    with torch.no_grad():
+        return model.codes(x).numpy().reshape(-1, model.config.dim_a)
+
+
 def main(out: str, runs: list[str], sequences: int = 200) -> None:
     import matplotlib
 
@@ -30,11 +37,9 @@ def main(out: str, runs: list[str], sequences: int = 200) -> None:
     for ax, run in zip(axes[0], runs):
         model, _, _, data = load_run(run)
         test = VideoSplit(data, "test", limit=sequences)
-        x = torch.from_numpy((test.frames.numpy() > 127).astype(np.float32))
-        with torch.no_grad():
-            a = model.codes(x).numpy().reshape(-1, 2)
+        a = codes(model, test)
         env = h5io.read_meta(data)["env"]
-        xy = _positions(test, simulators.scoring(env, x.shape[-1])).reshape(-1, 2)
+        xy = _positions(test, simulators.scoring(env, test.image_size)).reshape(-1, 2)
         u = (xy - xy.min(0)) / (xy.max(0) - xy.min(0))
         ax.scatter(a[:, 0], a[:, 1], s=2,
                    c=np.stack([u[:, 0], 0.2 + 0.6 * u[:, 1], 1 - u[:, 0]], 1))

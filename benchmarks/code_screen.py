@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
+from code_map import codes  # benchmarks/, on the path when run as a script
 
 import simulators
 from kvae_bench import h5io, metrics
@@ -26,19 +26,15 @@ from kvae_bench.evaluate import _positions, load_run
 from kvae_bench.train import train
 
 
-def codes(model, split: VideoSplit) -> np.ndarray:
-    x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
-    with torch.no_grad():
-        return model.codes(x).numpy().reshape(-1, model.config.dim_a)
-
-
 def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "box",
          model_name: str = "kvae") -> None:
     torch.set_num_threads(1)
-    for spec in plan([env], [model_name], seeds, "paper", progress=False):
-        scoring = simulators.scoring(h5io.read_meta(spec.data)["env"], 32)
-        train_split = VideoSplit(spec.data, "train", limit=300)
-        test_split = VideoSplit(spec.data, "test", limit=200)
+    specs = plan([env], [model_name], seeds, "paper", progress=False)
+    data = specs[0].data  # one data set: every seed's
+    train_split = VideoSplit(data, "train", limit=300)
+    test_split = VideoSplit(data, "test", limit=200)
+    scoring = simulators.scoring(h5io.read_meta(data)["env"], test_split.image_size)
+    for spec in specs:
         out = Path("/tmp/code-screen") / f"{tag}-s{spec.seed}"
         r2 = []
         for epoch in range(1, epochs + 1):
