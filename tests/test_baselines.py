@@ -100,7 +100,7 @@ def test_the_loss_never_reads_a_tensor_back(name, monkeypatch):
     m = make(name)
     x, mask = batch(), torch.ones(3, 7)
     mask[:, 5] = 0
-    kwargs = {"annealing": torch.tensor(0.5)} if name == "dvbf" else {}
+    kwargs = {"annealing": torch.tensor(0.5)} if name in ("dvbf", "dmm") else {}
 
     def forbid(*args, **kwargs):
         raise AssertionError("a host read inside the loss")
@@ -125,6 +125,24 @@ def test_dvbf_anneals_the_prior_and_likelihood_not_the_entropy():
     loss, logs = m.loss(x, mask, generator=g.manual_seed(0), annealing=0.25)
     torch.testing.assert_close(loss, -(0.25 * (log_px + cross) + entropy))
     torch.testing.assert_close(logs["elbo"], log_px + cross + entropy)  # never annealed
+
+
+def test_dmm_anneals_its_kl_term_only_when_asked():
+    assert make("dmm").epoch_schedule(0).loss_kwargs == {}  # the published recipe's loss
+    m = make("dmm", anneal_epochs=4)
+    assert [m.epoch_schedule(e).loss_kwargs["annealing"] for e in (0, 2, 4, 9)] == \
+        [0.01, 0.51, 1.0, 1.0]
+    x, mask = batch(), torch.ones(3, 7)
+    mask[:, 2] = 0
+    g = torch.Generator()
+    log_px, kl = (v.sum() / mask.sum() for v in m.sequence_terms(x, mask, g.manual_seed(0)))
+    loss, logs = m.loss(x, mask, generator=g.manual_seed(0), annealing=0.25)
+    torch.testing.assert_close(loss, -(log_px - 0.25 * kl))
+    torch.testing.assert_close(logs["elbo"], log_px - kl)  # never annealed
+    unannealed, _ = m.loss(x, mask, generator=g.manual_seed(0))
+    assert torch.equal(unannealed, -logs["elbo"])
+    with pytest.raises(ValueError, match="anneal_epochs"):
+        make("dmm", anneal_epochs=-1)
 
 
 def test_dvbf_uses_controls_when_it_has_them():

@@ -27,7 +27,9 @@ Objective (one reparameterised sample z ~ q, the KL of each step in closed form 
            / sum_t m_t
 
 in nats per observed frame (m_t the mask); the loss is -elbo. "log_px" is the first sum per
-observed frame, "kl" the second.
+observed frame, "kl" the second. With anneal_epochs > 0 training weighs the KL term by
+c = min(1, 0.01 + epoch / anneal_epochs), set each epoch by epoch_schedule (Krishnan et al.
+anneal the KL term of the DKF and the DMM, as does pyro's example; c = 1 is the ELBO).
 
 Imputation ("smoothed"): the posterior mean path z_t = loc of q(z_t | z_{t-1}, x) with z_{t-1}
 the previous mean, decoded; each z_t has seen every observed frame from t on through h_t and
@@ -49,10 +51,12 @@ from torch import Tensor, nn
 from kvae_bench.models.nets import (
     LatentEmission,
     SequenceCodec,
+    annealing_weight,
     build_autoencoder,
     check_inputs,
     frame_mean,
 )
+from kvae_bench.models.protocol import EpochSchedule
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class DMMConfig:
     conv_precision: str = "bf16"  # bf16 | float32: autocast of the conv layers only
     gap_aware: bool = False  # the backward GRU reads (m_t a_t, m_t) at every frame and the
     # combiner infers a missing frame that has observed frames after it (train with gaps)
+    anneal_epochs: int = 0  # epochs over which the KL weight rises from 0.01 to 1 (0: none)
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")),
@@ -80,6 +85,8 @@ class DMMConfig:
         for name in ("dim_a", "dim_z", "transition_units", "rnn_units"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.anneal_epochs < 0:
+            raise ValueError("anneal_epochs must be >= 0")
         if not self.pixel_var > 0:
             raise ValueError("pixel_var must be > 0")
 
@@ -158,6 +165,11 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
         self.z_0 = nn.Parameter(torch.zeros(c.dim_z))
         self.h_0 = nn.Parameter(torch.zeros(c.rnn_units))  # h_{T+1} of the backward RNN
 
+    def epoch_schedule(self, epoch: int) -> EpochSchedule:
+        """The KL weight c = min(1, 0.01 + epoch / anneal_epochs) (epochs from 0; none: 1)."""
+        n = self.config.anneal_epochs
+        return EpochSchedule(loss_kwargs={"annealing": annealing_weight(epoch, n)} if n else {})
+
     # ---- pieces (each a function of its inputs; tests replace them with linear ones) -------
 
     def backward_states(self, a: Tensor, mask: Tensor) -> Tensor:
@@ -222,16 +234,18 @@ class DMM(LatentEmission, SequenceCodec, nn.Module):
 
     # ---- the model protocol ---------------------------------------------------------------
 
-    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None
-             ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Negative ELBO per observed frame, and the logs "elbo" (nats per observed frame),
+    def loss(self, x: Tensor, mask: Tensor, *, generator: torch.Generator | None = None,
+             annealing: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+        """The negative ELBO per observed frame with its KL term weighed by annealing (the
+        ELBO itself at 1), and the logs "elbo" (nats per observed frame, never annealed),
         "log_px", "kl" (per observed frame), detached 0-d tensors."""
         check_inputs(x, mask)
         log_px, kl = self.sequence_terms(x, mask, generator)
         frames = mask.sum().clamp_min(1.0)
         log_px, kl = log_px.sum() / frames, kl.sum() / frames
         elbo = log_px - kl
-        return -elbo, {"elbo": elbo.detach(), "log_px": log_px.detach(), "kl": kl.detach()}
+        return -(log_px - annealing * kl), {"elbo": elbo.detach(), "log_px": log_px.detach(),
+                                            "kl": kl.detach()}
 
     @torch.no_grad()
     def impute(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:

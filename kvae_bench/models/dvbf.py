@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from kvae_bench.models.nets import (
     LatentEmission,
     SequenceCodec,
+    annealing_weight,
     build_autoencoder,
     check_inputs,
     frame_mean,
@@ -140,8 +141,8 @@ class DVBF(LatentEmission, SequenceCodec, nn.Module):
 
     def epoch_schedule(self, epoch: int) -> EpochSchedule:
         """The annealing temperature c = min(1, 0.01 + epoch / anneal_epochs) (epochs from 0)."""
-        n = self.config.anneal_epochs
-        return EpochSchedule(loss_kwargs={"annealing": min(1.0, 0.01 + epoch / n) if n else 1.0})
+        return EpochSchedule(loss_kwargs={
+            "annealing": annealing_weight(epoch, self.config.anneal_epochs)})
 
     # ---- pieces (each a function of its inputs; tests replace them with linear ones) -------
 

@@ -197,3 +197,9 @@ def frame_log_likelihood(x: Tensor, out: Tensor, likelihood: str,
 def frame_mean(out: Tensor, likelihood: str) -> Tensor:
     """Expected pixel values from the decoder output."""
     return torch.sigmoid(out) if likelihood == "bernoulli" else out.clamp(0, 1)
+
+
+def annealing_weight(epoch: int, anneal_epochs: int) -> float:
+    """A weight that rises linearly from 0.01 at epoch 0 to 1 at epoch anneal_epochs (epochs
+    from 0; anneal_epochs 0: always 1): the DVBF's temperature and the DMM's KL weight."""
+    return min(1.0, 0.01 + epoch / anneal_epochs) if anneal_epochs else 1.0
