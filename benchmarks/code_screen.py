@@ -6,7 +6,8 @@ profile) for a few epochs at one thread, with optional overrides, and print afte
   - gap_px: the median position error (pixels) at one missing frame (frame 10) of each test
     sequence, all others observed, in the model's first imputation; it finds a model whose
     inference does not carry the neighbours into a gap (the DMM on pendulum).
-Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box, kvae).
+Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box, kvae). The
+data sets are the grid's, data/ENV.h5 under the repository root, wherever this is run from.
 
     python benchmarks/code_screen.py TAG EPOCHS SEEDS [env=ENV] [model=MODEL] [KEY=VALUE ...]
     python benchmarks/code_screen.py paper 3 0,1,2,3,4
@@ -17,6 +18,7 @@ Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from kvae_bench import h5io, metrics
 from kvae_bench.benchmark import plan
 from kvae_bench.data import VideoSplit
 from kvae_bench.evaluate import _positions, load_run
-from kvae_bench.train import train
+from kvae_bench.train import control_kwargs, train
 
 GAP = 10  # the one missing frame of gap_px
 
@@ -41,7 +43,8 @@ def gap_error(model, split: VideoSplit, xy: np.ndarray) -> float:
     mask = torch.ones(x.shape[:2])
     mask[:, GAP] = 0
     with torch.no_grad():
-        pred = next(iter(model.impute(x, mask).values())).numpy()
+        pred = next(iter(model.impute(x, mask, **control_kwargs(model.impute, split.controls))
+                         .values())).numpy()
     err = metrics.position_errors(pred[:, GAP], xy[:, GAP], metrics.static_background(x.numpy()))
     return float(np.nanmedian(err))
 
@@ -49,6 +52,7 @@ def gap_error(model, split: VideoSplit, xy: np.ndarray) -> float:
 def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "box",
          model_name: str = "kvae") -> None:
     torch.set_num_threads(1)
+    os.chdir(Path(__file__).resolve().parent.parent)  # plan() reads and writes ./data
     specs = plan([env], [model_name], seeds, "paper", progress=False)
     data = specs[0].data  # one data set: every seed's
     train_split = VideoSplit(data, "train", limit=300)

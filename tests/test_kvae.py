@@ -185,3 +185,17 @@ def test_subpixel_decoder_equals_the_plain_formulation():
     for conv in d.convs:
         h = nn.functional.pixel_shuffle(torch.relu(conv(h)), 2)
     torch.testing.assert_close(d(a), d.out(h).squeeze(1), atol=1e-12, rtol=0)
+
+
+def test_isotropic_C_starts_the_prior_on_a_round_and_changes_nothing_else():
+    normal, iso = make(), make(init_C="isotropic")
+    for C in iso.C.detach():  # every C_k the same, with orthogonal rows of the normal scale
+        torch.testing.assert_close(C, iso.C.detach()[0])
+        torch.testing.assert_close(C @ C.T, 0.05 ** 2 * 4 * torch.eye(2))
+    assert not torch.allclose(normal.C @ normal.C.transpose(1, 2), iso.C @ iso.C.transpose(1, 2))
+    others = [(n, p) for n, p in normal.state_dict().items() if n != "C"]
+    assert others and all(torch.equal(p, iso.state_dict()[n]) for n, p in others)
+    with pytest.raises(ValueError, match="init_C isotropic needs dim_a <= dim_z"):
+        make(init_C="isotropic", dim_a=5)
+    with pytest.raises(ValueError, match="init_C must be one of"):
+        make(init_C="round")

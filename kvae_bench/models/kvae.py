@@ -60,6 +60,9 @@ class KVAEConfig:
     noise_transition: float = 0.08  # Q = noise_transition I
     init_cov: float = 20.0  # Sigma0 = init_cov I
     init_C_std: float = 0.05
+    init_C: str = "normal"  # normal: each C_k ~ N(0, init_C_std^2) entrywise (2017); isotropic:
+    # every C_k the same matrix with orthogonal rows of norm init_C_std sqrt(dim_z) (the normal
+    # init's expected C_k C_k^T), so the prior on a starts isotropic (see results/NOTES.md, box)
     alpha_net: str = "lstm"  # dynamics parameter network: lstm | mlp (over a FIFO of codes)
     alpha_units: int = 50  # its hidden units
     fifo_length: int = 3  # mlp: how many past codes it sees
@@ -75,7 +78,8 @@ class KVAEConfig:
 
     def validate(self) -> None:
         for name, valid in (("encoder", ("conv", "mlp")), ("likelihood", ("bernoulli", "gaussian")),
-                            ("elbo", ("sampled", "exact")), ("alpha_net", ("lstm", "mlp"))):
+                            ("elbo", ("sampled", "exact")), ("alpha_net", ("lstm", "mlp")),
+                            ("init_C", ("normal", "isotropic"))):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, "
                                  f"got {getattr(self, name)!r}")
@@ -86,11 +90,25 @@ class KVAEConfig:
             raise ValueError("dim_u must be >= 0")
         if self.control not in ("network", "data"):
             raise ValueError(f"control must be network or data, got {self.control!r}")
+        if self.init_C == "isotropic" and self.dim_a > self.dim_z:
+            raise ValueError("init_C isotropic needs dim_a <= dim_z (orthogonal rows of C)")
         if self.only_vae_epochs < 0 or self.frozen_dynamics_epochs < 0:
             raise ValueError("only_vae_epochs and frozen_dynamics_epochs must be >= 0")
         for name in ("noise_emission", "noise_transition", "init_cov", "pixel_var"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
+
+
+def _initial_C(c: KVAEConfig) -> Tensor:
+    """C_k (K, A, Z) as c.init_C asks. Both draw the same numbers, so every other parameter
+    starts the same whichever is chosen."""
+    C = c.init_C_std * torch.randn(c.K, c.dim_a, c.dim_z)
+    if c.init_C == "normal":
+        return C
+    # orthonormal rows spanning those of the first draw (A <= Z), scaled to the normal init's
+    # expected row norm: C C^T = init_C_std^2 dim_z I
+    q = torch.linalg.qr(C[0].T).Q.T  # (A, Z)
+    return (c.init_C_std * math.sqrt(c.dim_z) * q).expand(c.K, -1, -1).clone()
 
 
 class Dynamics(NamedTuple):
@@ -153,7 +171,7 @@ class KVAE(SequenceCodec, nn.Module):
         for net in (self.encoder, self.decoder):  # conv weights in the layout of the images
             net.to(memory_format=torch.channels_last)
         self.A = nn.Parameter(torch.eye(c.dim_z).repeat(c.K, 1, 1))  # (K, Z, Z)
-        self.C = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_a, c.dim_z))  # (K, A, Z)
+        self.C = nn.Parameter(_initial_C(c))  # (K, A, Z)
         self.B = nn.Parameter(c.init_C_std * torch.randn(c.K, c.dim_z, c.dim_u)) if c.dim_u \
             else None  # (K, Z, U)
         self.alpha_net = DynamicsNetwork(c.dim_a, c.K, c.alpha_units, c.alpha_net,
