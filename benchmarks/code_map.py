@@ -18,13 +18,15 @@ import simulators
 from kvae_bench import h5io
 from kvae_bench.data import VideoSplit
 from kvae_bench.evaluate import _positions, load_run
+from kvae_bench.train import control_kwargs
 
 
 def codes(model, split: VideoSplit) -> np.ndarray:
     """The model's codes a_t of every frame of split, (N * T, dim_a)."""
     x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
     with torch.no_grad():
-        return model.codes(x).numpy().reshape(-1, model.config.dim_a)
+        return model.codes(x, **control_kwargs(model.codes, split.controls)).numpy().reshape(
+            -1, model.config.dim_a)
 
 
 def main(out: str, runs: list[str], sequences: int = 200) -> None:

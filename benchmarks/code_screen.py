@@ -3,9 +3,11 @@ profile) for a few epochs at one thread, with optional overrides, and print afte
   - probe_r2: the R^2 of a linear probe from the codes to the object's true position. A KVAE
     whose box codes tear (see results/NOTES.md, box) shows it by epoch 3; a probe that recovers
     past 0.95 by then trained normally in every run seen;
-  - gap_px: the median position error (pixels) at one missing frame (frame 10) of each test
-    sequence, all others observed, in the model's first imputation; it finds a model whose
-    inference does not carry the neighbours into a gap (the DMM on pendulum).
+  - gap_px: the position error (pixels) at one missing frame (frame 10) of each test
+    sequence, all others observed, in the model's first imputation method (gap_method): the
+    median (gap_px) and mean (gap_px_mean) over the frames that show an object, and the
+    fraction that show none (gap_no_object); it finds a model whose inference does not carry
+    the neighbours into a gap (the DMM on pendulum).
 Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box, kvae). The
 data sets are the grid's, data/ENV.h5 under the repository root, wherever this is run from.
 
@@ -36,17 +38,24 @@ from kvae_bench.train import control_kwargs, train
 GAP = 10  # the one missing frame of gap_px
 
 
-def gap_error(model, split: VideoSplit, xy: np.ndarray) -> float:
-    """Median position error (px) at frame GAP, the only missing frame, of the model's first
-    imputation of split's sequences."""
+def gap_error(model, split: VideoSplit, xy: np.ndarray, ignore: np.ndarray) -> dict:
+    """At frame GAP, the only missing frame of each of split's sequences, the model's first
+    imputation method: the median and mean position error (px) over the frames that show an
+    object, and the fraction that show none. ignore (H, W): pixels that never show the object
+    (the static scene and, e.g., pong's paddles), as evaluate reads them."""
     x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
+    if x.shape[1] <= GAP:
+        raise SystemExit(f"gap_px needs sequences longer than {GAP} frames, got {x.shape[1]}")
     mask = torch.ones(x.shape[:2])
     mask[:, GAP] = 0
     with torch.no_grad():
-        pred = next(iter(model.impute(x, mask, **control_kwargs(model.impute, split.controls))
-                         .values())).numpy()
-    err = metrics.position_errors(pred[:, GAP], xy[:, GAP], metrics.static_background(x.numpy()))
-    return float(np.nanmedian(err))
+        method, pred = next(iter(model.impute(
+            x, mask, **control_kwargs(model.impute, split.controls)).items()))
+    err = metrics.position_errors(pred[:, GAP].numpy(), xy[:, GAP], ignore)
+    drawn = err[~np.isnan(err)]
+    return {"method": method, "median": float(np.median(drawn)) if drawn.size else None,
+            "mean": float(drawn.mean()) if drawn.size else None,
+            "no_object": float(np.isnan(err).mean())}
 
 
 def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "box",
@@ -59,6 +68,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
     test_split = VideoSplit(data, "test", limit=200)
     scoring = simulators.scoring(h5io.read_meta(data)["env"], test_split.image_size)
     test_xy = _positions(test_split, scoring)
+    ignore = metrics.static_background(test_split.frames.numpy() > 127) | ~scoring.object_region
     for spec in specs:
         out = Path("/tmp/code-screen") / f"{tag}-s{spec.seed}"
         r2, gap = [], []
@@ -71,11 +81,15 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
             r2.append(metrics.linear_probe_r2(
                 codes(model, train_split), _positions(train_split, scoring).reshape(-1, 2),
                 codes(model, test_split), test_xy.reshape(-1, 2)))
-            gap.append(gap_error(model, test_split, test_xy))
+            gap.append(gap_error(model, test_split, test_xy, ignore))
         elbo = [round(json.loads(line)["test_elbo"], 1) for line in open(out / "log.jsonl")]
         print(json.dumps({"tag": tag, "env": env, "model": model_name, "seed": spec.seed,
                           "overrides": overrides, "probe_r2": [round(v, 3) for v in r2],
-                          "gap_px": [round(v, 2) for v in gap], "test_elbo": elbo}), flush=True)
+                          "gap_method": gap[-1]["method"],
+                          "gap_px": [g["median"] and round(g["median"], 2) for g in gap],
+                          "gap_px_mean": [g["mean"] and round(g["mean"], 2) for g in gap],
+                          "gap_no_object": [round(g["no_object"], 2) for g in gap],
+                          "test_elbo": elbo}), flush=True)
 
 
 if __name__ == "__main__":

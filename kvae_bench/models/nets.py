@@ -200,6 +200,7 @@ def frame_mean(out: Tensor, likelihood: str) -> Tensor:
 
 
 def annealing_weight(epoch: int, anneal_epochs: int) -> float:
-    """A weight that rises linearly from 0.01 at epoch 0 to 1 at epoch anneal_epochs (epochs
-    from 0; anneal_epochs 0: always 1): the DVBF's temperature and the DMM's KL weight."""
+    """A weight that starts at 0.01 at epoch 0 and grows by 1 / anneal_epochs an epoch, capped
+    at 1 (epochs from 0; anneal_epochs 0: always 1): the DVBF's temperature and the DMM's KL
+    weight."""
     return min(1.0, 0.01 + epoch / anneal_epochs) if anneal_epochs else 1.0
