@@ -67,7 +67,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
     train_split = VideoSplit(data, "train", limit=300)
     test_split = VideoSplit(data, "test", limit=200)
     scoring = simulators.scoring(h5io.read_meta(data)["env"], test_split.image_size)
-    test_xy = _positions(test_split, scoring)
+    train_xy, test_xy = _positions(train_split, scoring), _positions(test_split, scoring)
     ignore = metrics.static_background(test_split.frames.numpy() > 127) | ~scoring.object_region
     for spec in specs:
         out = Path("/tmp/code-screen") / f"{tag}-s{spec.seed}"
@@ -79,7 +79,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
                   seed=spec.seed, device="cpu", resume=not first, progress=False)
             model = load_run(out)[0]
             r2.append(metrics.linear_probe_r2(
-                codes(model, train_split), _positions(train_split, scoring).reshape(-1, 2),
+                codes(model, train_split), train_xy.reshape(-1, 2),
                 codes(model, test_split), test_xy.reshape(-1, 2)))
             gap.append(gap_error(model, test_split, test_xy, ignore))
         elbo = [round(json.loads(line)["test_elbo"], 1) for line in open(out / "log.jsonl")]
