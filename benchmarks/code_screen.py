@@ -7,7 +7,9 @@ profile) for a few epochs at one thread, with optional overrides, and print afte
     sequence, all others observed, in the model's first imputation method (gap_method): the
     median (gap_px) and mean (gap_px_mean) over the frames that show an object, and the
     fraction that show none (gap_no_object); it finds a model whose inference does not carry
-    the neighbours into a gap (the DMM on pendulum).
+    the neighbours into a gap (the DMM on pendulum);
+  - plan_px: the same median over the planning protocol's longest gap (k = 15 frames missing
+    after the first 4), where a transition that drifts shows (the DMM on pendulum again).
 Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box, kvae). The
 data sets are the grid's, data/ENV.h5 under the repository root, wherever this is run from.
 
@@ -29,29 +31,34 @@ import torch
 from code_map import codes  # benchmarks/, on the path when run as a script
 
 import simulators
-from kvae_bench import h5io, metrics
+from kvae_bench import h5io, masks, metrics
 from kvae_bench.benchmark import plan
 from kvae_bench.data import VideoSplit
 from kvae_bench.evaluate import _positions, load_run
 from kvae_bench.train import control_kwargs, train
 
 GAP = 10  # the one missing frame of gap_px
+LONG_GAP = 15  # plan_px: planning k
 
 
-def gap_error(model, split: VideoSplit, xy: np.ndarray, ignore: np.ndarray) -> dict:
-    """At frame GAP, the only missing frame of each of split's sequences, the model's first
-    imputation method: the median and mean position error (px) over the frames that show an
-    object, and the fraction that show none. ignore (H, W): pixels that never show the object
-    (the static scene and, e.g., pong's paddles), as evaluate reads them."""
+def gap_error(model, split: VideoSplit, xy: np.ndarray, ignore: np.ndarray,
+              mask: np.ndarray | None = None) -> dict:
+    """Over the missing frames of mask (N, T) (default: frame GAP, the only missing frame of
+    each of split's sequences), the model's first imputation method: the median and mean
+    position error (px) over the frames that show an object, and the fraction that show none.
+    ignore (H, W): pixels that never show the object (the static scene and, e.g., pong's
+    paddles), as evaluate reads them."""
     x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
     if x.shape[1] <= GAP:
         raise SystemExit(f"gap_px needs sequences longer than {GAP} frames, got {x.shape[1]}")
-    mask = torch.ones(x.shape[:2])
-    mask[:, GAP] = 0
+    if mask is None:
+        mask = np.ones(x.shape[:2], np.float32)
+        mask[:, GAP] = 0
     with torch.no_grad():
         method, pred = next(iter(model.impute(
-            x, mask, **control_kwargs(model.impute, split.controls)).items()))
-    err = metrics.position_errors(pred[:, GAP].numpy(), xy[:, GAP], ignore)
+            x, torch.from_numpy(mask), **control_kwargs(model.impute, split.controls)).items()))
+    gaps = mask == 0
+    err = metrics.position_errors(pred.numpy()[gaps], xy[gaps], ignore)
     drawn = err[~np.isnan(err)]
     return {"method": method, "median": float(np.median(drawn)) if drawn.size else None,
             "mean": float(drawn.mean()) if drawn.size else None,
@@ -71,7 +78,8 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
     ignore = metrics.static_background(test_split.frames.numpy() > 127) | ~scoring.object_region
     for spec in specs:
         out = Path("/tmp/code-screen") / f"{tag}-s{spec.seed}"
-        r2, gap = [], []
+        r2, gap, long_gap = [], [], []
+        planning = masks.planning_mask(len(test_split), test_split.frames.shape[1], LONG_GAP)
         for epoch in range(1, epochs + 1):
             first = epoch == 1
             train(out, spec.model if first else None, spec.data,
@@ -82,6 +90,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
                 codes(model, train_split), train_xy.reshape(-1, 2),
                 codes(model, test_split), test_xy.reshape(-1, 2)))
             gap.append(gap_error(model, test_split, test_xy, ignore))
+            long_gap.append(gap_error(model, test_split, test_xy, ignore, planning))
         elbo = [round(json.loads(line)["test_elbo"], 1) for line in open(out / "log.jsonl")]
         print(json.dumps({"tag": tag, "env": env, "model": model_name, "seed": spec.seed,
                           "overrides": overrides, "probe_r2": [round(v, 3) for v in r2],
@@ -89,6 +98,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
                           "gap_px": [g["median"] and round(g["median"], 2) for g in gap],
                           "gap_px_mean": [g["mean"] and round(g["mean"], 2) for g in gap],
                           "gap_no_object": [round(g["no_object"], 2) for g in gap],
+                          "plan_px": [g["median"] and round(g["median"], 2) for g in long_gap],
                           "test_elbo": elbo}), flush=True)
 
 

@@ -10,8 +10,9 @@ What a graph cannot do, and what replaces it:
     or gradient norm is not finite gets a zero gradient (Adam's moments still decay one step,
     unlike the eager loop, which skips Adam); the count of such steps and the longest run of
     them are read once per epoch, and a run longer than max_bad_steps stops training there;
-  - branch on data: masks are all ones (train_miss_prob = 0; the models are told so through
-    kvae_bench.masks.full_masks_promised), so a run with train_miss_prob > 0 stays eager;
+  - branch on data: masks are all ones (train_miss_prob = train_gap_prob = 0; the models are
+    told so through kvae_bench.masks.full_masks_promised), so a run that drops frames stays
+    eager;
   - change shapes: every batch is full (drop_last), the data set lives on the GPU;
   - use a private random generator: the noise comes from the default CUDA generator, reseeded
     from (seed, epoch) at every epoch start, so a run is repeatable and resumable, but draws

@@ -49,6 +49,8 @@ class TrainConfig:
     # killed the encoder within 75 steps in measured runs (log p(x|a) stuck at -102.5)
     grad_clip: float = 150.0
     train_miss_prob: float = 0.0  # drop each frame after the first t_init with this probability
+    train_gap_prob: float = 0.0  # instead, give a sequence one gap with this probability: a
+    # length uniform in 1 .. T - t_init, then a start uniform where it fits after t_init
     t_init: int = 4
     train_limit: int = 0  # use only the first N training sequences (0: all)
     eval_limit: int = 0  # score the test ELBO on the first N test sequences (0: all)
@@ -69,8 +71,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        if not 0 <= self.train_miss_prob < 1:
-            raise ValueError(f"train_miss_prob must be in [0, 1), got {self.train_miss_prob}")
+        for name in ("train_miss_prob", "train_gap_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 class TrainingDiverged(UserError):
@@ -116,8 +119,20 @@ def learning_rate(cfg: TrainConfig, step: int, epoch: int) -> float:
     return cfg.lr * warmup * cfg.lr_decay ** (epoch // cfg.lr_decay_every)
 
 
-def random_mask(B: int, T: int, p: float, t_init: int, generator: torch.Generator, device):
+def random_mask(B: int, T: int, p: float, t_init: int, generator: torch.Generator, device,
+                gap_prob: float = 0.0):
+    """A training mask (B, T), 1 = observed, the first t_init frames always: each later frame
+    dropped with probability p, except that with probability gap_prob a sequence instead gets
+    one gap, of a length uniform in 1 .. T - t_init at a start uniform where it fits (the
+    planning protocol's long gaps, anywhere). gap_prob 0 draws exactly what it drew before."""
     mask = (torch.rand(B, T, generator=generator) >= p).float()
+    if gap_prob > 0:
+        gapped = torch.rand(B, generator=generator) < gap_prob
+        length = torch.randint(1, T - t_init + 1, (B,), generator=generator)
+        start = t_init + (torch.rand(B, generator=generator) * (T - t_init - length + 1)).long()
+        t = torch.arange(T)
+        inside = (t >= start[:, None]) & (t < (start + length)[:, None])
+        mask = torch.where(gapped[:, None], (~inside).float(), mask)
     mask[:, :t_init] = 1.0
     return mask.to(device)
 
@@ -280,8 +295,9 @@ def _eager_epoch(model, optimizer, train_data, tcfg, plan, epoch, step, shuffle,
         lr = learning_rate(tcfg, step, epoch)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        mask = torch.ones(x.shape[:2], device=device) if tcfg.train_miss_prob == 0 else \
-            random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device)
+        mask = torch.ones(x.shape[:2], device=device) if not _gappy(tcfg) else \
+            random_mask(*x.shape[:2], tcfg.train_miss_prob, tcfg.t_init, shuffle, device,
+                        tcfg.train_gap_prob)
         loss, logs = model.loss(x, mask, **plan.loss_kwargs, **noise,
                                 **control_kwargs(model.loss, u))
         optimizer.zero_grad(set_to_none=True)
@@ -319,7 +335,12 @@ def _diverged(bad_in_a_row: int, epoch: int, run_dir: Path):
 
 def _wants_graph(tcfg: TrainConfig, device: str) -> bool:
     """The CUDA-graph step (kvae_bench.graphstep) runs on a GPU with full masks."""
-    return tcfg.cuda_graph and str(device).startswith("cuda") and tcfg.train_miss_prob == 0
+    return tcfg.cuda_graph and str(device).startswith("cuda") and not _gappy(tcfg)
+
+
+def _gappy(tcfg: TrainConfig) -> bool:
+    """Whether training masks drop frames (then steps stay eager: see kvae_bench.graphstep)."""
+    return tcfg.train_miss_prob > 0 or tcfg.train_gap_prob > 0
 
 
 def _eval_batch(tcfg: TrainConfig, device: str) -> int:

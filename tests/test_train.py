@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from kvae_bench.cli import main
 from kvae_bench.errors import UserError
 from kvae_bench.rundir import training_history
-from kvae_bench.train import train
+from kvae_bench.train import TrainConfig, _wants_graph, random_mask, train
 
 TINY = ["--set", "batch_size=16", "--set", "frozen_dynamics_epochs=1", "--set", "eval_limit=16",
         "--no-evaluate"]
@@ -123,6 +123,7 @@ def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path,
     (["--set", "lr=fast"], "option lr='fast': expected float"),
     (["--set", "elbo=guess"], "elbo must be one of"),
     (["--set", "lr"], "expected key=value"),
+    (["--set", "train_gap_prob=1.0"], "train_gap_prob must be in [0, 1)"),
     (["--device", "tpu"], "--device 'tpu'"),
 ])
 def test_train_bad_options(tiny_data, tmp_path, args, message):
@@ -218,3 +219,29 @@ def test_training_history_splits_a_run_resumed_on_another_device(tmp_path):
         {"device": "cpu", "epochs": 2, "seconds": 61.0},
         {"device": "cuda", "epochs": 1, "seconds": 9.0}]
     assert training_history(tmp_path / "missing") == []
+
+
+def test_training_masks_without_gaps_draw_what_they_drew_and_with_them_one_gap_each():
+    """train_gap_prob 0 leaves the random drops' draws as they were (runs resume bit for bit);
+    close to 1, every sequence gets one run of missing frames after t_init, of every length
+    from 1 to T - t_init, at every start where it fits; such runs never take the CUDA graph."""
+    B, T, t_init = 4000, 12, 3
+    old = (torch.rand(B, T, generator=torch.Generator().manual_seed(5)) >= 0.5).float()
+    old[:, :t_init] = 1
+    new = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu")
+    assert torch.equal(new, old)
+    m = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu", gap_prob=0.999)
+    assert (m[:, :t_init] == 1).all()
+    missing = 1 - m[:, t_init:]
+    starts = (missing.diff(dim=1, prepend=torch.zeros(B, 1)) == 1).sum(1)
+    assert (starts == 1).float().mean() > 0.99  # one contiguous gap, not scattered drops
+    one = starts == 1
+    length, first = missing[one].sum(1), missing[one].argmax(1)
+    assert set(length.long().tolist()) == set(range(1, T - t_init + 1))
+    assert set((first + length).long().tolist()) == set(range(1, T - t_init + 1))
+    assert set(first.long().tolist()) == set(range(T - t_init))  # every start, even the last
+    half = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu", gap_prob=0.5)
+    one_gap = ((1 - half[:, t_init:]).diff(dim=1, prepend=torch.zeros(B, 1)) == 1).sum(1) <= 1
+    assert 0.5 < one_gap.float().mean() < 0.65  # half the sequences, plus drops that look so
+    assert not _wants_graph(TrainConfig(train_gap_prob=0.5), "cuda")
+    assert _wants_graph(TrainConfig(), "cuda")
