@@ -9,7 +9,8 @@ profile) for a few epochs at one thread, with optional overrides, and print afte
     fraction that show none (gap_no_object); it finds a model whose inference does not carry
     the neighbours into a gap (the DMM on pendulum);
   - plan_px: the same median over the planning protocol's longest gap (k = 15 frames missing
-    after the first 4), where a transition that drifts shows (the DMM on pendulum again).
+    after the first 4, or as many as the sequences hold: plan_k), where a transition that
+    drifts shows (the DMM on pendulum again).
 Runs go to /tmp/code-screen/TAG-sSEED. env= and model= pick the grid's cell (box, kvae). The
 data sets are the grid's, data/ENV.h5 under the repository root, wherever this is run from.
 
@@ -76,10 +77,12 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
     scoring = simulators.scoring(h5io.read_meta(data)["env"], test_split.image_size)
     train_xy, test_xy = _positions(train_split, scoring), _positions(test_split, scoring)
     ignore = metrics.static_background(test_split.frames.numpy() > 127) | ~scoring.object_region
+    steps = test_split.frames.shape[1]
+    plan_k = min(LONG_GAP, steps - masks.T_INIT)
+    planning = masks.planning_mask(len(test_split), steps, plan_k)
     for spec in specs:
         out = Path("/tmp/code-screen") / f"{tag}-s{spec.seed}"
         r2, gap, long_gap = [], [], []
-        planning = masks.planning_mask(len(test_split), test_split.frames.shape[1], LONG_GAP)
         for epoch in range(1, epochs + 1):
             first = epoch == 1
             train(out, spec.model if first else None, spec.data,
@@ -98,6 +101,7 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
                           "gap_px": [g["median"] and round(g["median"], 2) for g in gap],
                           "gap_px_mean": [g["mean"] and round(g["mean"], 2) for g in gap],
                           "gap_no_object": [round(g["no_object"], 2) for g in gap],
+                          "plan_k": plan_k,
                           "plan_px": [g["median"] and round(g["median"], 2) for g in long_gap],
                           "test_elbo": elbo}), flush=True)
 

@@ -135,7 +135,7 @@ def plan(envs: list[str], models: list[str], seeds: list[int], profile: str,
 # Options a model gets in every profile: its recipe for this benchmark's task. The DMM infers
 # a gap from both sides only when its backward RNN sees the mask and it trains with gaps
 # (pendulum-dvbf, seeds 0 and 1: median position error at random p = 0.5 from 1.62 and 0.78 px
-# to 0.66 and 0.56 px), and it anneals its KL term over its first 10 epochs (pendulum, seed 0:
+# to 0.64 and 0.57 px), and it anneals its KL term over its first 10 epochs (pendulum, seed 0:
 # without, two of its four state dimensions went unused and one missing frame was 1.29 px off
 # after 10 epochs, 0.90 px after 80; annealed, 0.63 px after 10); see results/NOTES.md.
 MODEL_RECIPES = {"dmm": {"gap_aware": True, "train_miss_prob": 0.5, "anneal_epochs": 10}}

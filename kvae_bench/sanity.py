@@ -6,7 +6,9 @@ numbers from `evaluate`; averaged into a table they look like a weak model. Thes
 such runs, so that `evaluate`, `benchmark` and `report` say so beside the numbers. They judge
 a run against its own data's trivial predictor, not against other models or seeds, so a model
 nobody has seen before is checked the same way. A run they flag is investigated and fixed, or
-excluded with an EXCLUDED.md that gives the reason; it is never dropped silently.
+excluded with an EXCLUDED.md that gives the reason, or (where a table's measure is not the one
+that failed, as the test ELBO of the paper's Table 1; results/NOTES.md says where) published
+with its flag in the report's list; it is never dropped silently.
 """
 
 from __future__ import annotations

@@ -71,9 +71,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        for name in ("train_miss_prob", "train_gap_prob"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.train_miss_prob < 1:
+            raise ValueError(f"train_miss_prob must be in [0, 1), got {self.train_miss_prob}")
+        if not 0 <= self.train_gap_prob <= 1:
+            raise ValueError(f"train_gap_prob must be in [0, 1], got {self.train_gap_prob}")
 
 
 class TrainingDiverged(UserError):

@@ -123,7 +123,7 @@ def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path,
     (["--set", "lr=fast"], "option lr='fast': expected float"),
     (["--set", "elbo=guess"], "elbo must be one of"),
     (["--set", "lr"], "expected key=value"),
-    (["--set", "train_gap_prob=1.0"], "train_gap_prob must be in [0, 1)"),
+    (["--set", "train_gap_prob=1.5"], "train_gap_prob must be in [0, 1]"),
     (["--device", "tpu"], "--device 'tpu'"),
 ])
 def test_train_bad_options(tiny_data, tmp_path, args, message):
@@ -186,11 +186,21 @@ def test_elbo_improves_on_a_small_box_set(tmp_path):
     assert log[-1]["test_log_px"] > -80, log[-1]["test_log_px"]
 
 
-def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path):
-    """Options from a TOML file; train_miss_prob trains through the online (gappy) filter."""
+def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path, monkeypatch):
+    """Options from a TOML file; train_miss_prob trains through the online (gappy) filter, and
+    train_gap_prob reaches the training masks."""
+    import kvae_bench.train as train_module
+
+    drawn = []
+
+    def spy(*args, **kwargs):
+        drawn.append(args[6:])
+        return random_mask(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "random_mask", spy)
     cfg = tmp_path / "opts.toml"
     cfg.write_text('batch_size = 16\neval_limit = 16\ntrain_miss_prob = 0.5\nt_init = 2\n'
-                   'alpha_net = "mlp"\n')
+                   'train_gap_prob = 0.25\nalpha_net = "mlp"\n')
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out),
                                   "--epochs", "1", "--config", str(cfg), "--device", "cpu",
@@ -198,6 +208,7 @@ def test_config_file_and_training_with_missing_frames(tiny_data, tmp_path):
     assert r.exit_code == 0, r.output
     config = json.loads((out / "config.json").read_text())
     assert config["train_config"]["train_miss_prob"] == 0.5
+    assert config["train_config"]["train_gap_prob"] == 0.25 and drawn and set(drawn) == {(0.25,)}
     assert config["model_config"]["alpha_net"] == "mlp"
     row = json.loads((out / "log.jsonl").read_text())
     assert row["skipped_steps"] == 0 and torch.isfinite(torch.tensor(row["train_elbo"]))
@@ -223,20 +234,20 @@ def test_training_history_splits_a_run_resumed_on_another_device(tmp_path):
 
 def test_training_masks_without_gaps_draw_what_they_drew_and_with_them_one_gap_each():
     """train_gap_prob 0 leaves the random drops' draws as they were (runs resume bit for bit);
-    close to 1, every sequence gets one run of missing frames after t_init, of every length
-    from 1 to T - t_init, at every start where it fits; such runs never take the CUDA graph."""
+    at 1, every sequence gets one run of missing frames after t_init, of every length from 1
+    to T - t_init, at every start where it fits; such runs never take the CUDA graph."""
     B, T, t_init = 4000, 12, 3
     old = (torch.rand(B, T, generator=torch.Generator().manual_seed(5)) >= 0.5).float()
     old[:, :t_init] = 1
     new = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu")
     assert torch.equal(new, old)
-    m = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu", gap_prob=0.999)
+    m = random_mask(B, T, 0.5, t_init, torch.Generator().manual_seed(5), "cpu", gap_prob=1.0)
     assert (m[:, :t_init] == 1).all()
     missing = 1 - m[:, t_init:]
     starts = (missing.diff(dim=1, prepend=torch.zeros(B, 1)) == 1).sum(1)
-    assert (starts == 1).float().mean() > 0.99  # one contiguous gap, not scattered drops
-    one = starts == 1
-    length, first = missing[one].sum(1), missing[one].argmax(1)
+    assert (starts == 1).all()  # one contiguous gap each, not scattered drops
+    length, first = missing.sum(1), missing.argmax(1)
+    assert (length >= 1).all() and (first + length <= T - t_init).all()
     assert set(length.long().tolist()) == set(range(1, T - t_init + 1))
     assert set((first + length).long().tolist()) == set(range(1, T - t_init + 1))
     assert set(first.long().tolist()) == set(range(T - t_init))  # every start, even the last
