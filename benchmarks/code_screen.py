@@ -42,22 +42,16 @@ GAP = 10  # the one missing frame of gap_px
 LONG_GAP = 15  # plan_px: planning k
 
 
-def gap_error(model, split: VideoSplit, xy: np.ndarray, ignore: np.ndarray,
-              mask: np.ndarray | None = None) -> dict:
-    """Over the missing frames of mask (N, T) (default: frame GAP, the only missing frame of
-    each of split's sequences), the model's first imputation method: the median and mean
-    position error (px) over the frames that show an object, and the fraction that show none.
+def gap_error(model, x: torch.Tensor, controls, xy: np.ndarray, ignore: np.ndarray,
+              mask: np.ndarray) -> dict:
+    """Over the missing frames of mask (N, T), the model's first imputation method of the
+    binary frames x (N, T, H, W) (with their controls, or None): the median and mean position
+    error (px) over the frames that show an object, and the fraction that show none.
     ignore (H, W): pixels that never show the object (the static scene and, e.g., pong's
     paddles), as evaluate reads them."""
-    x = torch.from_numpy((split.frames.numpy() > 127).astype(np.float32))
-    if x.shape[1] <= GAP:
-        raise SystemExit(f"gap_px needs sequences longer than {GAP} frames, got {x.shape[1]}")
-    if mask is None:
-        mask = np.ones(x.shape[:2], np.float32)
-        mask[:, GAP] = 0
     with torch.no_grad():
         method, pred = next(iter(model.impute(
-            x, torch.from_numpy(mask), **control_kwargs(model.impute, split.controls)).items()))
+            x, torch.from_numpy(mask), **control_kwargs(model.impute, controls)).items()))
     gaps = mask == 0
     err = metrics.position_errors(pred.numpy()[gaps], xy[gaps], ignore)
     drawn = err[~np.isnan(err)]
@@ -76,8 +70,13 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
     test_split = VideoSplit(data, "test", limit=200)
     scoring = simulators.scoring(h5io.read_meta(data)["env"], test_split.image_size)
     train_xy, test_xy = _positions(train_split, scoring), _positions(test_split, scoring)
-    ignore = metrics.static_background(test_split.frames.numpy() > 127) | ~scoring.object_region
-    steps = test_split.frames.shape[1]
+    x = torch.from_numpy((test_split.frames.numpy() > 127).astype(np.float32))
+    ignore = metrics.static_background(x.numpy()) | ~scoring.object_region
+    steps = x.shape[1]
+    if steps <= GAP:
+        raise SystemExit(f"gap_px needs sequences longer than {GAP} frames, got {steps}")
+    one_gap = np.ones(x.shape[:2], np.float32)
+    one_gap[:, GAP] = 0
     plan_k = min(LONG_GAP, steps - masks.T_INIT)
     planning = masks.planning_mask(len(test_split), steps, plan_k)
     for spec in specs:
@@ -92,8 +91,8 @@ def main(tag: str, epochs: int, seeds: list[int], overrides: dict, env: str = "b
             r2.append(metrics.linear_probe_r2(
                 codes(model, train_split), train_xy.reshape(-1, 2),
                 codes(model, test_split), test_xy.reshape(-1, 2)))
-            gap.append(gap_error(model, test_split, test_xy, ignore))
-            long_gap.append(gap_error(model, test_split, test_xy, ignore, planning))
+            gap.append(gap_error(model, x, test_split.controls, test_xy, ignore, one_gap))
+            long_gap.append(gap_error(model, x, test_split.controls, test_xy, ignore, planning))
         elbo = [round(json.loads(line)["test_elbo"], 1) for line in open(out / "log.jsonl")]
         print(json.dumps({"tag": tag, "env": env, "model": model_name, "seed": spec.seed,
                           "overrides": overrides, "probe_r2": [round(v, 3) for v in r2],
