@@ -55,7 +55,12 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             problems.append(f"excluded {run}: {reason}")
             continue
         if not rundir.has_metrics(run):
-            problems.append(f"{run}: no metrics.json (run `kvae-bench evaluate {run}`)")
+            done = rundir.logged_progress(run)
+            if done and done[0] < done[1]:
+                problems.append(f"{run}: training unfinished, epoch {done[0]} of {done[1]} "
+                                f"(finish it with `kvae-bench train --resume --out {run}`)")
+            else:
+                problems.append(f"{run}: no metrics.json (run `kvae-bench evaluate {run}`)")
             continue
         try:
             found.append(rundir.read_metrics(run))

@@ -153,6 +153,18 @@ def write_log(run_dir: str | os.PathLike, rows: list[dict]) -> None:
     runinfo.atomic_write_text(Path(run_dir) / LOG, "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def logged_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
+    """(last logged epoch, epochs the config asks for), or None where either is unknown or
+    unreadable: a run whose log stops short of its epochs is unfinished, not unevaluated."""
+    try:
+        rows, epochs = read_log(run_dir), read_config(run_dir)["train_config"].get("epochs")
+    except RunFormatError:
+        return None
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
+        return None
+    return (rows[-1]["epoch"] if rows else 0), epochs
+
+
 def training_history(run_dir: str | os.PathLike, default_device: str = "") -> list[dict]:
     """Where a run's epochs ran: [{"device", "epochs", "seconds"}] in order, from log.jsonl.
 

@@ -267,6 +267,25 @@ def test_an_excluded_run_is_listed_with_its_reason_and_counted_nowhere(tmp_path)
     assert "more" not in readme
 
 
+def test_an_unfinished_run_is_told_apart_from_an_unevaluated_one(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
+    for name, logged in (("half", 3), ("done", 10)):
+        run = root / name
+        run.mkdir()
+        rundir.write_config(run, {"model": "kvae", "model_config": {},
+                                  "train_config": {"epochs": 10}, "data": "/data/box.h5",
+                                  "data_fingerprint": BOX_FP, "seed": 5})
+        rundir.write_log(run, [{"epoch": e} for e in range(1, logged + 1)])
+    out = tmp_path / "out"
+    r = report(root, out)
+    assert r.exit_code == 0, r.output
+    readme = (out / "README.md").read_text()
+    assert f"half: training unfinished, epoch 3 of 10 (finish it with `kvae-bench train " \
+           f"--resume --out {root / 'half'}`)" in readme
+    assert f"done: no metrics.json (run `kvae-bench evaluate {root / 'done'}`)" in readme
+
+
 def test_report_and_help_never_import_torch(runs, tmp_path):
     """Block torch (and the models) and run `--help` and `report` in a fresh interpreter."""
     blocker = tmp_path / "blocker"
