@@ -46,8 +46,9 @@ def user_errors(fn):
 
 def _stop(signum, frame):
     """SIGTERM and Ctrl-C: remove this process's partial files, then unwind."""
-    from kvae_bench.runinfo import remove_own_partials
+    from kvae_bench.runinfo import remove_own_partials, request_stop
 
+    request_stop(signum)  # should the exception below be swallowed, writers raise it again
     remove_own_partials()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -62,6 +63,9 @@ def _stop(signum, frame):
 @click.pass_context
 def main(ctx, quiet) -> None:
     """kvae-bench: physics videos, the Kalman VAE and baselines, benchmarked."""
+    from kvae_bench.runinfo import clear_stop
+
+    clear_stop()
     ctx.obj = {"progress": not quiet}
     logging.basicConfig(format="%(message)s", level=logging.WARNING, stream=sys.stderr)
     for sig, default in ((signal.SIGTERM, signal.SIG_DFL),
@@ -310,6 +314,9 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
             options.update(tomllib.loads(config_file.read_text()))
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise UserError(f"cannot read {config_file}: {e}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"cannot read {config_file}: not a TOML file (it is not UTF-8 "
+                            "text); pass a file of key = value lines") from None
     for pair in sets:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -322,26 +329,58 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
 
         name = (model or DEFAULT).rpartition(":")[2]
         out = Path("results/runs") / f"{name}-{(data or DEFAULT_DATA).stem}-s{seed or 0}"
-    path = run(out, model, data, options, seed=seed, device=device, resume=resume,
-               progress=progress())
+    try:
+        path = run(out, model, data, options, seed=seed, device=device, resume=resume,
+                   progress=progress())
+    except KeyboardInterrupt:
+        from kvae_bench import rundir
+
+        if rundir.has_checkpoint(out):
+            click.echo(f"interrupted: {out} keeps its last finished epoch; continue with "
+                       f"`kvae-bench train --resume --out {out}`", err=True)
+        raise
     click.echo(f"trained in {path}: see {path / 'log.jsonl'}")
     if then_evaluate:
         from kvae_bench.evaluate import evaluate
 
         click.echo(f"wrote {evaluate(path, device=device, progress=progress(), data=data)}")
         warn_if_failed(path)
+    else:
+        warn_if_stale(path)
 
 
 def warn_if_failed(run: Path) -> None:
-    """A warning line for each training check the run's fresh metrics fail."""
+    """A warning line for each training check the run's fresh metrics fail, and one where
+    they are not the finished run's."""
     from kvae_bench import rundir, sanity
 
     try:
-        found = sanity.run_warnings(rundir.read_metrics(run))
+        m = rundir.read_metrics(run)
+        found = sanity.run_warnings(m)
     except UserError as e:  # written, but not as `report` reads it
-        found = [f"its metrics.json cannot be read back ({e})"]
+        found, m = [f"its metrics.json cannot be read back ({e})"], None
     for w in found:
         click.echo(f"warning: {run} failed a check: {w}", err=True)
+    if m is not None:
+        warn_if_stale(run, m["epoch"])
+
+
+def warn_if_stale(run: Path, scored_epoch: int | None = None) -> None:
+    """A warning where the run's metrics.json (of scored_epoch; None: read it) is not the
+    finished run's: `report` leaves such scores out."""
+    from kvae_bench import rundir
+
+    if scored_epoch is None:
+        if not rundir.has_metrics(run):
+            return
+        try:
+            scored_epoch = rundir.read_metrics(run)["epoch"]
+        except UserError:
+            return
+    stale = rundir.stale_reason(run, scored_epoch)
+    if stale:
+        click.echo(f"warning: {run}: {stale}; `kvae-bench report` leaves these scores out",
+                   err=True)
 
 
 @main.command("evaluate")
@@ -440,8 +479,10 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
     )
     from kvae_bench.report import check_no_runs_lost, check_out_dir, report
 
-    model_list = parse_list(models, name="--models") if models else registry.grid_default()
-    envs = [_check_dataset(e) for e in (parse_list(env, name="--env") if env else [None])]
+    model_list = registry.grid_default() if models is None else \
+        parse_list(models, name="--models", example="kvae,dmm")
+    envs = [None] if env is None else parse_list(env, name="--env", example="box,gravity")
+    envs = [_check_dataset(e) for e in envs]
     seed_list = parse_list(seeds, int, name="--seeds")
     if any(s < 0 for s in seed_list):
         raise UserError(f"--seeds must be >= 0, got {seeds!r}")

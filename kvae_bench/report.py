@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,8 +42,9 @@ IMPUTATION = (("random", "random p", "drop probability p"),
 
 def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
     """Valid metrics of every run under runs_dir (searched recursively), and the problems
-    (unreadable files, runs not evaluated yet, copies of a run, runs excluded by an
-    EXCLUDED.md that gives the reason), each naming its folder.
+    (unreadable files, runs not evaluated yet, runs whose training is unfinished or whose
+    scores are of an earlier epoch than they trained, copies of a run, runs excluded by an
+    EXCLUDED.md that gives the reason), each naming its folder and how to mend it.
 
     A data set is known by its name and its data: runs on a file whose fingerprint is not the
     canonical one of that name (kvae_bench.references/datasets.csv), or runs of one name on
@@ -55,17 +57,25 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             problems.append(f"excluded {run}: {reason}")
             continue
         if not rundir.has_metrics(run):
-            done = rundir.logged_progress(run)
-            if done and done[0] < done[1]:
-                problems.append(f"{run}: training unfinished, epoch {done[0]} of {done[1]} "
-                                f"(finish it with `kvae-bench train --resume --out {run}`)")
-            else:
-                problems.append(f"{run}: no metrics.json (run `kvae-bench evaluate {run}`)")
+            try:
+                rundir.read_config(run)
+            except UserError as e:  # a foreign or damaged config.json: not a run to evaluate
+                problems.append(f"skipped: {e}")
+                continue
+            problems.append(f"{run}: " + (rundir.stale_reason(run, None) or
+                                          f"no metrics.json (run `kvae-bench evaluate {run}`)"))
             continue
         try:
-            found.append(rundir.read_metrics(run))
+            m = rundir.read_metrics(run)
         except UserError as e:
-            problems.append(f"skipped: {e}")
+            problems.append(f"skipped: {e} (score the run again with `kvae-bench evaluate "
+                            f"{run}`)")
+            continue
+        stale = rundir.stale_reason(run, m["epoch"])
+        if stale:  # scores of a run that is not finished, or of an earlier epoch
+            problems.append(f"{run}: skipped, {stale}")
+            continue
+        found.append(m)
     prints = defaultdict(set)
     for m in found:
         prints[m["dataset"]].add(m.get("data_fingerprint") or "")
@@ -77,7 +87,8 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
         key = (m["dataset"], m["model"], m["seed"])
         if key in seen:
             problems.append(f"{m['run_dir']}: skipped, the same data set, model and seed as "
-                            f"{seen[key]}")
+                            f"{seen[key]} (to count this one instead, put an EXCLUDED.md "
+                            "that gives the reason in the other)")
             continue
         seen[key] = m["run_dir"]
         unique.append(m)
@@ -600,7 +611,9 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     if not metrics:
         detail = f" ({len(problems)} unreadable or not evaluated: {problems[0]})" \
             if problems else ""
-        raise UserError(f"no readable run under {runs_dir}{detail}; nothing written")
+        hint = "" if problems else " (--runs is the folder that holds run folders, e.g. " \
+            "results/runs)"
+        raise UserError(f"no readable run under {runs_dir}{detail}; nothing written{hint}")
     if not force:
         check_no_runs_lost(previous, run_ids(metrics), out_dir)
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
@@ -621,6 +634,9 @@ def _remove_stale(out_dir: Path, made: list[str]) -> None:
         for path in (out_dir / folder).glob(pattern):
             if f"{folder}/{path.name}" not in made:
                 path.unlink()
+                logging.getLogger(__name__).warning(
+                    "removed %s: no data set or model of this report has it (%s/ holds the "
+                    "report's own files; keep yours beside the report)", path, folder)
 
 
 def write_report(out_dir: Path, table: list[dict], metrics: list[dict], problems: list[str],

@@ -154,15 +154,33 @@ def write_log(run_dir: str | os.PathLike, rows: list[dict]) -> None:
 
 
 def logged_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
-    """(last logged epoch, epochs the config asks for), or None where either is unknown or
-    unreadable: a run whose log stops short of its epochs is unfinished, not unevaluated."""
+    """(last logged epoch, epochs the config asks for), or None where either is unknown (no
+    epoch logged) or unreadable: a run whose log stops short of its epochs is unfinished."""
     try:
         rows, epochs = read_log(run_dir), read_config(run_dir)["train_config"].get("epochs")
     except RunFormatError:
         return None
-    if not isinstance(epochs, int) or isinstance(epochs, bool):
+    if not rows or not isinstance(epochs, int) or isinstance(epochs, bool):
         return None
-    return (rows[-1]["epoch"] if rows else 0), epochs
+    return rows[-1]["epoch"], epochs
+
+
+def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None) -> str | None:
+    """Why a run's scores (of `scored_epoch`, None: no metrics.json) are not the finished
+    run's, with the command that mends it; None where they are (or the config or log is
+    unreadable: their readers say so)."""
+    done = logged_progress(run_dir)
+    if done is None:
+        return None
+    logged, epochs = done
+    if logged < epochs:
+        scored = "" if scored_epoch is None else f", scored at epoch {scored_epoch}"
+        return (f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with "
+                f"`kvae-bench train --resume --out {run_dir}`)")
+    if scored_epoch is not None and scored_epoch < logged:
+        return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} "
+                f"(score it again with `kvae-bench evaluate {run_dir}`)")
+    return None
 
 
 def training_history(run_dir: str | os.PathLike, default_device: str = "") -> list[dict]:
@@ -396,7 +414,11 @@ def read_summary(out_dir: str | os.PathLike) -> dict | None:
     path = Path(out_dir) / SUMMARY
     if not path.is_file():
         return None
-    s = _read_json(path, "report summary")
+    try:
+        s = _read_json(path, "report summary")
+    except RunFormatError as e:
+        raise RunFormatError(f"{e}: delete it to let the report rewrite this folder, or choose "
+                             "another --out") from None
     legacy = "schema" not in s and "rows" in s and "columns" in s
     _check(legacy or (s.get("schema") == SUMMARY_SCHEMA
                       and s.get("schema_version") == SUMMARY_VERSION), path,

@@ -231,6 +231,8 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             raise UserError(f"{run_dir}: the checkpoint does not fit the {spec.name} model of "
                             "this code version: start a new run with another --out") from None
         start_epoch, step = ckpt["epoch"], ckpt["step"]
+    if resume:
+        _check_resumable(run_dir, start_epoch, tcfg.epochs, changes)
     log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
     if resume:  # only now that the checkpoint and the log are known good
         data_now = str(Path(data_path).resolve())
@@ -273,6 +275,7 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
         row = {"epoch": epoch + 1, "step": step, "lr": lr, "skipped_steps": skipped,
                **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
                "device": device, "step_mode": "cuda-graph" if graphs is not None else "eager"}
+        runinfo.raise_if_stopped()  # a stop swallowed mid-epoch: write nothing more
         log_rows.append(row)
         rundir.write_log(run_dir, log_rows)
         rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
@@ -425,6 +428,20 @@ def _resume_options(saved: dict, spec, model_name, data_path, options: dict, see
     return locate_data(saved, data_path), saved["seed"], merged, changes
 
 
+def _check_resumable(run_dir: Path, done: int, epochs: int, changes: dict) -> None:
+    """A UserError, before anything is written, where resuming would record options that
+    no epoch trains with: fewer epochs than the checkpoint has, or changed training options
+    on a run with nothing left to train."""
+    if epochs < done:
+        raise UserError(f"{run_dir} has trained {done} epochs already: pass --epochs {done} or "
+                        f"more to continue it, or start a new run with another --out")
+    unused = [k for k in changes if k not in ("epochs", "data")]
+    if epochs == done and unused:
+        raise UserError(f"{run_dir} has trained all its {done} epochs, so {', '.join(unused)} "
+                        f"would be recorded but never used: drop them, pass --epochs more than "
+                        f"{done} to train on with them, or start a new run with another --out")
+
+
 def _takes(fn, name: str) -> bool:
     try:
         return name in inspect.signature(fn).parameters
@@ -450,6 +467,9 @@ def _check_fits(spec, model_opts: dict, tcfg: TrainConfig, data: VideoSplit) -> 
     float logs, impute a dict of (B, T, H, W), generate (B, steps, H, W)."""
     T = data.frames.shape[1]
     need = max(masks.T_INIT, tcfg.t_init) + 1
+    if T > masks.T_INIT and tcfg.t_init >= T:
+        raise UserError(f"t_init {tcfg.t_init} leaves no frame to predict in sequences of {T} "
+                        f"frames: set t_init below {T} (default {masks.T_INIT})")
     if T < need:
         raise UserError(f"{T} frames per sequence are too few: the benchmark observes "
                         f"{need - 1} and predicts the rest; generate data with --steps 20")

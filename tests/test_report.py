@@ -237,7 +237,7 @@ def test_damaged_metrics_are_skipped_by_name(runs, tmp_path):
     assert "vae_rnn-box-s7" in (out / "README.md").read_text()  # listed under Skipped
 
 
-def test_figures_and_videos_of_data_sets_no_longer_shown_are_removed(tmp_path):
+def test_figures_and_videos_of_data_sets_no_longer_shown_are_removed(tmp_path, caplog):
     root = tmp_path / "runs"
     fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
     gone = fake_run(root, "lava-2030", "ghost", 0, ("dreamed",), 0.9, trivial="empty")
@@ -247,6 +247,7 @@ def test_figures_and_videos_of_data_sets_no_longer_shown_are_removed(tmp_path):
     assert (out / "videos" / "lava-2030-ghost.gif").is_file()
     (gone / "EXCLUDED.md").write_text("a reason")
     assert report(root, out, "--force").exit_code == 0
+    assert f"removed {out / 'figures' / 'lava-2030.png'}: no data set" in caplog.text
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["box.png"]
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["box-kvae.gif"]
 
@@ -267,16 +268,30 @@ def test_an_excluded_run_is_listed_with_its_reason_and_counted_nowhere(tmp_path)
     assert "more" not in readme
 
 
-def test_an_unfinished_run_is_told_apart_from_an_unevaluated_one(tmp_path):
+def test_unfinished_runs_and_scores_of_an_earlier_epoch_are_left_out_and_say_why(tmp_path):
+    """A run stopped before its last epoch, evaluated or not, and one scored at an earlier
+    epoch than it trained (resumed with --no-evaluate) are named, with the command that mends
+    each, and counted in no mean."""
     root = tmp_path / "runs"
     fake_run(root, "box", "kvae", 0, ("smoothed",), 0.5)
-    for name, logged in (("half", 3), ("done", 10)):
+
+    def trained(name, logged, epochs, scored=None):
         run = root / name
-        run.mkdir()
+        if scored:  # metrics.json of epoch 2 (fake_run's)
+            fake_run(root, "box", "kvae", 5 + len(list(root.iterdir())), ("smoothed",), 9.0,
+                     name=name)
+        else:
+            run.mkdir()
         rundir.write_config(run, {"model": "kvae", "model_config": {},
-                                  "train_config": {"epochs": 10}, "data": "/data/box.h5",
-                                  "data_fingerprint": BOX_FP, "seed": 5})
+                                  "train_config": {"epochs": epochs}, "data": "/data/box.h5",
+                                  "data_fingerprint": BOX_FP, "seed": 9})
         rundir.write_log(run, [{"epoch": e} for e in range(1, logged + 1)])
+
+    trained("half", 3, 10)
+    trained("done", 10, 10)
+    trained("half_scored", 3, 10, scored=True)
+    trained("scored_early", 10, 10, scored=True)
+    trained("finished", 2, 2, scored=True)  # scored at its last epoch: counted
     out = tmp_path / "out"
     r = report(root, out)
     assert r.exit_code == 0, r.output
@@ -284,6 +299,13 @@ def test_an_unfinished_run_is_told_apart_from_an_unevaluated_one(tmp_path):
     assert f"half: training unfinished, epoch 3 of 10 (finish it with `kvae-bench train " \
            f"--resume --out {root / 'half'}`)" in readme
     assert f"done: no metrics.json (run `kvae-bench evaluate {root / 'done'}`)" in readme
+    assert "half_scored: skipped, training unfinished, epoch 3 of 10, scored at epoch 2" \
+        in readme
+    assert f"scored_early: skipped, metrics.json scores epoch 2, but the run trained 10 " \
+           f"(score it again with `kvae-bench evaluate {root / 'scored_early'}`)" in readme
+    assert f"{root / 'finished'}:" not in readme.split("## Skipped")[1]
+    rows = [r for r in read_table(out) if r["model"] == "kvae" and r["metric"] == "hamming"]
+    assert rows and all(r["n"] == "2" for r in rows)  # seed 0 and `finished`
 
 
 def test_report_and_help_never_import_torch(runs, tmp_path):

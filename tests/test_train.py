@@ -117,6 +117,45 @@ def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path,
     assert "changed: epochs 1 -> 2" in caplog.text
     assert weights(out)["epoch"] == 2
 
+    # fewer epochs than trained, or options on a run with nothing left to train: refused, as
+    # config.json would record what no epoch trained with
+    saved = (out / "config.json").read_bytes()
+    for args, message in ((["--epochs", "1"], "has trained 2 epochs already: pass --epochs 2"),
+                          (["--set", "lr=0.001"], "lr would be recorded but never used")):
+        r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", *args,
+                                      "--device", "cpu", "--no-evaluate"])
+        assert r.exit_code == 1 and message in r.output, r.output
+        assert (out / "config.json").read_bytes() == saved
+
+    # scores of epoch 2, then a third epoch without scoring: the stale scores are named
+    assert CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"]).exit_code == 0
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--epochs", "3", "--resume",
+                                  "--device", "cpu", "--no-evaluate"])
+    assert r.exit_code == 0, r.output
+    assert "metrics.json scores epoch 2, but the run trained 3" in r.output
+    assert "`kvae-bench report` leaves these scores out" in r.output
+    # a run scored before its last epoch (as if stopped at 3 of 5) is named too
+    config = json.loads((out / "config.json").read_text())
+    config["train_config"]["epochs"] = 5
+    (out / "config.json").write_text(json.dumps(config))
+    r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
+    assert r.exit_code == 0 and "training unfinished, epoch 3 of 5" in r.output, r.output
+
+
+def test_an_interrupted_training_says_how_to_continue(tmp_path, monkeypatch):
+    import kvae_bench.train
+
+    def stopped(out, *args, **kwargs):  # Ctrl-C after the first epoch's checkpoint
+        out.mkdir()
+        (out / "ckpt.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kvae_bench.train, "train", stopped)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--out", str(out)])
+    assert r.exit_code == 1 and "Aborted!" in r.output
+    assert f"continue with `kvae-bench train --resume --out {out}`" in r.output
+
 
 @pytest.mark.parametrize("args,message", [
     (["--set", "nope=1"], "unknown option 'nope'"),
