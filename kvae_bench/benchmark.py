@@ -292,6 +292,9 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
     for spec in specs:
         run = runs_root / spec.name
         if not rundir.is_run(run):
+            if run.exists() and (not run.is_dir() or any(run.iterdir())):
+                raise ValueError(f"{run} holds files that are not a run (no config.json): "
+                                 f"move them out of {runs_root}, or pass --out elsewhere")
             continue
         try:
             config = rundir.read_config(run)
@@ -530,11 +533,12 @@ def headline_lines(out_dir: Path, datasets: list[str] | None = None) -> list[str
     return lines
 
 
-def parse_list(text: str, kind=str, name: str = "list") -> list:
+def parse_list(text: str, kind=str, name: str = "list", example: str = "0,1,2") -> list:
     """Comma-separated values of one kind; the error names the option and the bad item."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise UserError(f"{name}: expected a comma-separated list, e.g. 0,1,2; got {text!r}")
+        raise UserError(f"{name}: expected a comma-separated list, e.g. {example}; got "
+                        f"{text!r}")
     try:
         return [kind(t) for t in items]
     except ValueError:

@@ -194,7 +194,8 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise DataFormatError(f"{path} is not an HDF5 file ({e})") from None
+        raise DataFormatError(f"{path} is not an HDF5 file ({e}): make it again with "
+                              "`kvae-bench generate`, or pass another file") from None
     try:
         with f:
             return _read_meta(path, f)

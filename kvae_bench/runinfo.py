@@ -7,6 +7,7 @@ import functools
 import glob
 import json
 import os
+import signal
 import subprocess
 import tempfile
 from datetime import UTC, datetime
@@ -75,6 +76,30 @@ def remove_own_partials() -> None:
     cannot raise it, e.g. in a finaliser; the files must go regardless)."""
     for tmp in list(_PARTIALS):
         discard_partial(tmp)
+
+
+_STOPPED: list[int] = []  # the signal that asked this process to stop, once one has
+
+
+def request_stop(signum: int) -> None:
+    """Remember that a signal asked this process to stop (see raise_if_stopped)."""
+    _STOPPED.append(signum)
+
+
+def clear_stop() -> None:
+    """Forget earlier stop requests (a new command in the same process)."""
+    _STOPPED.clear()
+
+
+def raise_if_stopped() -> None:
+    """Unwind again where a signal asked to stop but its exception was swallowed (raised in
+    a finaliser): KeyboardInterrupt for Ctrl-C, SystemExit for SIGTERM. Long loops that
+    write files call it, so they never go on writing after their partial files are gone."""
+    if _STOPPED:
+        signum = _STOPPED[0]
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
 
 
 def remove_dead_partials(path: str | os.PathLike) -> list[Path]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import simulators
 from kvae_bench import h5io
-from kvae_bench.runinfo import git_commit, utc_now
+from kvae_bench.runinfo import git_commit, raise_if_stopped, utc_now
 from simulators import presets
 
 SPLIT_IDS = {"train": 0, "test": 1, "val": 2}
@@ -102,6 +102,29 @@ def auto_workers(seconds_left: float) -> int:
     return max(1, min(MAX_WORKERS, int(idle)))
 
 
+def physical_memory() -> int | None:
+    """Bytes of memory this machine has, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(sequences: int, steps: int, size: int, memory: int | None = None,
+                 fraction: float = 0.5, what: str = "one worker's block",
+                 why: str = "it is held whole while it is simulated") -> None:
+    """ValueError, before any file is made, where `sequences` of `steps` frames of size x
+    size bytes would not fit in `fraction` of this machine's memory."""
+    memory = physical_memory() if memory is None else memory
+    need = sequences * steps * size * size
+    if memory and need > memory * fraction:
+        raise ValueError(f"{what}, {sequences} sequences of {steps} frames of {size}x{size}, "
+                         f"takes {need / 2**30:.1f} GiB, more than "
+                         f"{'half of ' if fraction == 0.5 else ''}this machine's "
+                         f"{memory / 2**30:.0f} GiB of memory ({why}): use fewer sequences or "
+                         "--steps, or a smaller --size")
+
+
 def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
              n_test: int | None = None, steps: int | None = None, seed: int = 0,
              params: dict | None = None, workers: int | None = None, overwrite: bool = False,
@@ -152,6 +175,9 @@ def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
         **({"preset": preset} if preset else {}),
     }
     counts = {"train": n_train, **({"val": n_val} if n_val else {}), "test": n_test}
+    check_memory(max(min(CHUNK, n) for n in counts.values()), steps, size)
+    check_memory(max(counts.values()), steps, size, fraction=1, what="the largest split",
+                 why="training, `inspect` and `evaluate` load a split whole")
     tasks = [(env, params_dict, seed, split, start, min(start + CHUNK, n), steps, preset)
              for split, n in counts.items() for start in range(0, n, CHUNK)]
     with h5io.Writer(out, attrs, overwrite=overwrite) as writer, \
@@ -175,5 +201,6 @@ def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
 
 def _write_all(writer: h5io.Writer, results, bar) -> None:
     for (_, _, _, split, start, stop, _, _), chunks, states, controls in results:
+        raise_if_stopped()
         writer.write_encoded(split, start, chunks, states, controls)
         bar.update(stop - start)

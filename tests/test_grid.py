@@ -169,6 +169,22 @@ def test_a_folder_holding_a_run_on_other_data_stops_the_grid_before_any_work(tmp
     assert sorted(p.name for p in (tmp_path / "g" / "runs").iterdir()) == [old.name]
 
 
+def test_a_run_folder_holding_other_files_stops_the_grid_before_any_work(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)
+    mine = tmp_path / "g" / "runs" / spec.name / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    r = CliRunner().invoke(main, ["benchmark", "--profile", "smoke", "--env", "box", "--models",
+                                  "ae_rnn", "--device", "cpu", "--out", "g"])
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines()[-1] == (
+        f"Error: g/runs/{spec.name} holds files that are not a run (no config.json): move "
+        "them out of g/runs, or pass --out elsewhere")
+    assert [p.name for p in mine.parent.iterdir()] == ["notes.txt"]
+
+
 def test_profile_data_of_an_older_generator_is_not_reused(tmp_path, monkeypatch):
     """A smoke or quick file has no canonical fingerprint: its generator version decides."""
     import h5py

@@ -72,6 +72,26 @@ def test_a_stopped_writer_removes_its_partial_file(tmp_path, sig):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("sig, raised", [(signal.SIGINT, KeyboardInterrupt),
+                                         (signal.SIGTERM, SystemExit)])
+def test_a_stop_whose_exception_a_finaliser_swallowed_still_stops_the_writer(tmp_path, sig,
+                                                                            raised):
+    """The CLI's handler removes the partial files, then raises; raised inside a finaliser
+    (pymunk's Space.__del__), the exception is only printed. The writer must stop anyway,
+    not go on writing into a file that is gone."""
+    from simulators.generate import generate
+
+    out = tmp_path / "d.h5"
+    runinfo.request_stop(sig)  # as the handler does, its exception lost
+    try:
+        with pytest.raises(raised):
+            generate(out, "box", n_train=120, n_test=4, steps=4, params={"size": "16"},
+                     workers=1, progress=False)
+    finally:
+        runinfo.clear_stop()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_writers_partial_file_is_named_and_removed_by_the_next(tmp_path):
     out = tmp_path / "d.h5"
     proc = subprocess.Popen(generate_cmd(out), stdout=subprocess.DEVNULL,
