@@ -126,6 +126,8 @@ def generate(env, preset, out, n_train, n_val, n_test, steps, size, seed, worker
 
     env = _check_env(env)
     overrides = parse_params(params)
+    if size is not None and "size" in overrides:
+        raise UserError("--size and --param size=... both given: give the size once")
     if size is not None:
         overrides["size"] = str(size)
     if preset:
@@ -322,6 +324,8 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
         if not sep or not key.strip():
             raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
         options[key.strip()] = value.strip()
+    if epochs is not None and any(p.partition("=")[0].strip() == "epochs" for p in sets):
+        raise UserError("--epochs and --set epochs=... both given: give the epochs once")
     if epochs is not None:
         options["epochs"] = epochs
     if out is None:

@@ -13,6 +13,7 @@
                        (torch.load(weights_only=True) reads it); the only file that needs torch
     RUN/metrics.json   schema "kvae-bench/metrics" v2 (v1 still read): the benchmark's scores
     RUN/examples.npz   a few test sequences and their imputations, for the report's GIFs
+    RUN/.train.lock    while a process trains the run: held by it (flock), names it
     OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it
                        (and since the training checks, their "warnings")
     OUT/.kvae-bench-report  written before anything else: OUT is a report's folder
@@ -25,10 +26,12 @@ file is named before any work starts. torch is imported by the checkpoint functi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
 import os
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +39,9 @@ import numpy as np
 from kvae_bench import runinfo
 from kvae_bench.errors import UserError
 
-CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK = (
+CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK, LOCK = (
     "config.json", "log.jsonl", "ckpt.pt", "metrics.json", "examples.npz", "summary.json",
-    ".kvae-bench-report")
+    ".kvae-bench-report", ".train.lock")
 SMALL_FILES = (CONFIG, LOG, METRICS, EXAMPLES)  # what a run publishes (never its checkpoint)
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._@+-]*")  # data set and model names: file names
 CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 2
@@ -198,6 +201,46 @@ def training_history(run_dir: str | os.PathLike, default_device: str = "") -> li
         spans[-1]["seconds"] = round(spans[-1]["seconds"]
                                      + (seconds if _is_number(seconds) else 0.0), 2)
     return spans
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: str | os.PathLike):
+    """Hold RUN/.train.lock while training: a second process that would train the same folder
+    (a grid started twice, a resume beside a running run) is refused instead of both writing
+    its checkpoint and log. The OS releases the lock when its process dies, however it dies;
+    the file is removed on the way out (a killed process's is taken over by the next).
+    Where flock does not exist (Windows), no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(run_dir) / LOCK
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            f.close()
+            raise UserError(f"{run_dir} is being trained by {who}: wait for it to finish, or "
+                            "stop it and resume") from None
+        try:  # the holder may have removed the file between our open and our lock
+            if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {runinfo.utc_now()}\n")
+        f.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the lock goes with the file's closing
+        f.close()
 
 
 # ---- ckpt.pt ----------------------------------------------------------------------------------

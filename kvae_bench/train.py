@@ -209,85 +209,87 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
         except OSError as e:
             raise UserError(f"cannot create {run_dir} ({e.strerror or e}): choose another "
                             "--out") from None
-        rundir.write_config(run_dir, {
-            "model": spec.name, "model_target": spec.target, "model_source": spec.source,
-            "model_config": model_opts, "train_config": dataclasses.asdict(tcfg),
-            "data": str(Path(data_path).resolve()),
-            "data_name": Path(data_path).name, "data_fingerprint": fingerprint(data_path),
-            "seed": seed, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
-            "device": device, "machine": runinfo.machine(), "launched_by": launched_by,
-            "created_utc": runinfo.utc_now()})
+    with rundir.training_lock(run_dir):  # from here on this process owns the folder
+        if not resume:
+            rundir.write_config(run_dir, {
+                "model": spec.name, "model_target": spec.target, "model_source": spec.source,
+                "model_config": model_opts, "train_config": dataclasses.asdict(tcfg),
+                "data": str(Path(data_path).resolve()),
+                "data_name": Path(data_path).name, "data_fingerprint": fingerprint(data_path),
+                "seed": seed, "code_version": runinfo.git_commit(), "versions": runinfo.versions(),
+                "device": device, "machine": runinfo.machine(), "launched_by": launched_by,
+                "created_utc": runinfo.utc_now()})
 
-    torch.manual_seed(seed)
-    model = models.build(spec, train_data.image_size, model_opts).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
-    start_epoch, step = 0, 0
-    if resume and rundir.has_checkpoint(run_dir):
-        ckpt = rundir.load_checkpoint(run_dir, device)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError):
-            raise UserError(f"{run_dir}: the checkpoint does not fit the {spec.name} model of "
-                            "this code version: start a new run with another --out") from None
-        start_epoch, step = ckpt["epoch"], ckpt["step"]
-    if resume:
-        _check_resumable(run_dir, start_epoch, tcfg.epochs, changes)
-    log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
-    if resume:  # only now that the checkpoint and the log are known good
-        data_now = str(Path(data_path).resolve())
-        if data_now != saved["data"]:
-            changes["data"] = (saved["data"], data_now)
-        if changes:
-            log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
-                f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
-            saved.update(train_config=dataclasses.asdict(tcfg), data=data_now)
-            saved.setdefault("changes", []).append({
-                "at_epoch": start_epoch, "utc": runinfo.utc_now(),
-                "changed": {k: new for k, (_, new) in changes.items()}})
-            rundir.write_config(run_dir, saved)
-    rundir.write_log(run_dir, log_rows)
-
-    steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
-    graphs = _GraphRunner(model, optimizer, train_data, tcfg, device) \
-        if _wants_graph(tcfg, device) else None
-    for epoch in range(start_epoch, tcfg.epochs):
-        t0 = time.time()
-        plan = epoch_schedule(model, epoch)  # what the model trains in this epoch
-        shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
-                   disable=None if progress else True, leave=False, file=sys.stderr)
-        if graphs is not None and not graphs.prepare(plan):
-            graphs = None  # this model cannot be captured: eager from here on
-        if graphs is not None:
-            torch.cuda.manual_seed(epoch_seed(seed, epoch, 1))
-            train_logs, skipped, step, lr = graphs.epoch(epoch, step, shuffle, bar, run_dir)
-        else:
-            noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(
-                epoch_seed(seed, epoch, 1)))
-            train_logs, skipped, step, lr = _eager_epoch(model, optimizer, train_data, tcfg, plan,
-                                                         epoch, step, shuffle, noise, bar,
-                                                         device, run_dir)
-        bar.close()
-        train_logs = {f"train_{k}": v for k, v in train_logs.items()}
-        test_logs = {f"test_{k}": v for k, v in evaluate_elbo(
-            model, test_data, _eval_batch(tcfg, device), device, seed).items()}
-        row = {"epoch": epoch + 1, "step": step, "lr": lr, "skipped_steps": skipped,
-               **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
-               "device": device, "step_mode": "cuda-graph" if graphs is not None else "eager"}
-        runinfo.raise_if_stopped()  # a stop swallowed mid-epoch: write nothing more
-        log_rows.append(row)
+        torch.manual_seed(seed)
+        model = models.build(spec, train_data.image_size, model_opts).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+        start_epoch, step = 0, 0
+        if resume and rundir.has_checkpoint(run_dir):
+            ckpt = rundir.load_checkpoint(run_dir, device)
+            try:
+                model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+            except (RuntimeError, ValueError, KeyError):
+                raise UserError(f"{run_dir}: the checkpoint does not fit the {spec.name} model of "
+                                "this code version: start a new run with another --out") from None
+            start_epoch, step = ckpt["epoch"], ckpt["step"]
+        if resume:
+            _check_resumable(run_dir, start_epoch, tcfg.epochs, changes)
+        log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
+        if resume:  # only now that the checkpoint and the log are known good
+            data_now = str(Path(data_path).resolve())
+            if data_now != saved["data"]:
+                changes["data"] = (saved["data"], data_now)
+            if changes:
+                log.warning("resuming %s with saved options, changed: %s", run_dir, ", ".join(
+                    f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+                saved.update(train_config=dataclasses.asdict(tcfg), data=data_now)
+                saved.setdefault("changes", []).append({
+                    "at_epoch": start_epoch, "utc": runinfo.utc_now(),
+                    "changed": {k: new for k, (_, new) in changes.items()}})
+                rundir.write_config(run_dir, saved)
         rundir.write_log(run_dir, log_rows)
-        rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
-                                         "optimizer": graphstep.portable_state(optimizer),
-                                         "epoch": epoch + 1, "step": step})
-        if progress:
-            shown = [k for k in ("elbo", "log_px") if f"test_{k}" in test_logs] or \
-                [k[len("test_"):] for k in list(test_logs)[:2]]
-            terms = ", ".join(f"test {k} {test_logs[f'test_{k}']:.2f}" for k in shown)
-            tqdm.write(f"epoch {epoch + 1}: {terms} ({row['seconds']:.0f} s"
-                       f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
-    return run_dir
+
+        steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
+        graphs = _GraphRunner(model, optimizer, train_data, tcfg, device) \
+            if _wants_graph(tcfg, device) else None
+        for epoch in range(start_epoch, tcfg.epochs):
+            t0 = time.time()
+            plan = epoch_schedule(model, epoch)  # what the model trains in this epoch
+            shuffle = torch.Generator().manual_seed(epoch_seed(seed, epoch, 0))
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+                       disable=None if progress else True, leave=False, file=sys.stderr)
+            if graphs is not None and not graphs.prepare(plan):
+                graphs = None  # this model cannot be captured: eager from here on
+            if graphs is not None:
+                torch.cuda.manual_seed(epoch_seed(seed, epoch, 1))
+                train_logs, skipped, step, lr = graphs.epoch(epoch, step, shuffle, bar, run_dir)
+            else:
+                noise = generator_kwargs(model, torch.Generator(device=device).manual_seed(
+                    epoch_seed(seed, epoch, 1)))
+                train_logs, skipped, step, lr = _eager_epoch(
+                    model, optimizer, train_data, tcfg, plan, epoch, step, shuffle, noise, bar,
+                    device, run_dir)
+            bar.close()
+            train_logs = {f"train_{k}": v for k, v in train_logs.items()}
+            test_logs = {f"test_{k}": v for k, v in evaluate_elbo(
+                model, test_data, _eval_batch(tcfg, device), device, seed).items()}
+            row = {"epoch": epoch + 1, "step": step, "lr": lr, "skipped_steps": skipped,
+                   **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
+                   "device": device, "step_mode": "cuda-graph" if graphs is not None else "eager"}
+            runinfo.raise_if_stopped()  # a stop swallowed mid-epoch: write nothing more
+            log_rows.append(row)
+            rundir.write_log(run_dir, log_rows)
+            rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
+                                             "optimizer": graphstep.portable_state(optimizer),
+                                             "epoch": epoch + 1, "step": step})
+            if progress:
+                shown = [k for k in ("elbo", "log_px") if f"test_{k}" in test_logs] or \
+                    [k[len("test_"):] for k in list(test_logs)[:2]]
+                terms = ", ".join(f"test {k} {test_logs[f'test_{k}']:.2f}" for k in shown)
+                tqdm.write(f"epoch {epoch + 1}: {terms} ({row['seconds']:.0f} s"
+                           f"{f', {skipped} skipped' if skipped else ''})", file=sys.stderr)
+        return run_dir
 
 
 def _eager_epoch(model, optimizer, train_data, tcfg, plan, epoch, step, shuffle, noise, bar,

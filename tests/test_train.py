@@ -1,6 +1,7 @@
 """`kvae-bench train`: run directory, exact resume after kill -9, non-finite steps, errors."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from kvae_bench import rundir
 from kvae_bench.cli import main
 from kvae_bench.errors import UserError
 from kvae_bench.rundir import training_history
@@ -95,6 +97,14 @@ def test_run_directory_contents(tiny_data, tmp_path):
     assert r.exit_code == 1 and "other model options (dim_z)" in r.output
     r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--seed", "4"])
     assert r.exit_code == 1 and "cannot resume seed 3 as seed 4" in r.output
+    # while another process trains the run, a second one is refused before writing anything
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert ".train.lock" not in before  # removed when training ended
+    with rundir.training_lock(out):
+        r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "2",
+                                      "--device", "cpu"])
+    assert r.exit_code == 1 and f"{out} is being trained by pid {os.getpid()} on " in r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the lock file gone
 
 
 def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path, caplog,
