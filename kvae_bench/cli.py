@@ -137,6 +137,12 @@ def generate(env, preset, out, n_train, n_val, n_test, steps, size, seed, worker
             raise UserError(str(e)) from None
     out = out or Path("data") / (f"{env}-{preset}.h5" if preset else f"{env}.h5")
     _check_output_file(out, overwrite)
+    from kvae_bench.masks import T_INIT
+
+    if steps is not None and 0 < steps <= T_INIT:
+        click.echo(f"warning: sequences of {steps} frames are too short for the benchmark, "
+                   f"which observes {T_INIT} and predicts the rest: `train` will refuse this "
+                   f"file (use --steps {T_INIT + 1} or more to train on it)", err=True)
     try:
         path = run(out, env, n_train=n_train, n_test=n_test, steps=steps, seed=seed,
                    params=overrides, workers=workers, overwrite=overwrite,

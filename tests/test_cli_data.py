@@ -72,6 +72,13 @@ def test_generate_bad_input(tmp_path, args, message):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_generate_warns_when_the_sequences_are_too_short_to_train_on(tmp_path):
+    r = cli("generate", "--out", tmp_path / "short.h5", "--train", 4, "--test", 2, "--steps", 4)
+    assert r.exit_code == 0 and (tmp_path / "short.h5").is_file()
+    assert "warning: sequences of 4 frames are too short for the benchmark" in r.output
+    assert "warning" not in small(tmp_path / "ok.h5").output
+
+
 def test_generate_refuses_overwrite_and_unwritable(tmp_path):
     out = tmp_path / "x.h5"
     assert small(out).exit_code == 0
