@@ -517,14 +517,19 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
         raise UserError(str(e)) from None
     if not force:
         check_no_runs_lost(previous, planned_ids(specs, runs_root), out_dir)
-    outcome = run_grid(specs, runs_root, executor, jobs, device, cpus_per_run, gpus_per_run,
-                       address, worker_dir, progress=progress())
-    for line in summary_lines(outcome):
-        click.echo(line, err=True)
     cmd = " ".join(["kvae-bench benchmark", f"--env {','.join(envs)}",
                     f"--models {','.join(model_list)}",
                     f"--seeds {','.join(map(str, seed_list))}", f"--profile {profile}",
                     *([f"--out {out}"] if out else [])])
+    try:
+        outcome = run_grid(specs, runs_root, executor, jobs, device, cpus_per_run,
+                           gpus_per_run, address, worker_dir, progress=progress())
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: finished runs are kept and each unfinished one keeps its last "
+                   f"epoch; rerun `{cmd}` to go on", err=True)
+        raise
+    for line in summary_lines(outcome):
+        click.echo(line, err=True)
     if outcome.done or outcome.skipped:
         out_dir, problems = report(runs_root, out_dir, commands=[cmd], force=force)
         for p in problems:

@@ -156,3 +156,18 @@ def test_a_stopped_run_stops_the_grid(monkeypatch, tmp_path, stop):
     monkeypatch.setattr(train, "train", broken)
     result = benchmark.execute(spec, tmp_path / "run", "cpu", None, progress=False)
     assert result["status"] == "failed" and "out of memory" in result["error"]
+
+
+def test_an_interrupted_grid_says_how_to_go_on(monkeypatch, tmp_path):
+    from kvae_bench import benchmark
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark, "run_grid", interrupted)
+    r = CliRunner().invoke(main, ["benchmark", "--profile", "smoke", "--env", "box",
+                                  "--models", "ae_rnn", "--device", "cpu", "--out", "g"])
+    assert r.exit_code == 1 and "Aborted!" in r.output
+    assert "rerun `kvae-bench benchmark --env box --models ae_rnn --seeds 0 --profile smoke " \
+           "--out g` to go on" in r.output
