@@ -294,7 +294,7 @@ def check_run_folders(specs: list[RunSpec], runs_root: Path) -> None:
         if not rundir.is_run(run):
             if run.exists() and (not run.is_dir() or any(run.iterdir())):
                 raise ValueError(f"{run} holds files that are not a run (no config.json): "
-                                 f"move them out of {runs_root}, or pass --out elsewhere")
+                                 "move the folder aside, or pass --out elsewhere")
             continue
         try:
             config = rundir.read_config(run)
@@ -346,7 +346,10 @@ def execute(spec: RunSpec, run: Path, device: str, threads: int | None, progress
         if what:  # e.g. a Ray worker's folder, which check_run_folders cannot see
             raise UserError(f"{run} holds a run made with other options ({what}): delete "
                             "it to train this grid's")
-        train(run, None if resume else spec.model, data or spec.data, dict(spec.options),
+        options = dict(spec.options)
+        if resume and rundir.has_checkpoint(run):  # trained past this grid's epochs: keep them
+            options["epochs"] = max(options.get("epochs", 0), rundir.checkpoint_epoch(run))
+        train(run, None if resume else spec.model, data or spec.data, options,
               seed=spec.seed, device=device, resume=resume, progress=False,
               launched_by=f"kvae-bench benchmark, {executor} executor")
         evaluate(run, device=device, progress=False, data=data or spec.data)

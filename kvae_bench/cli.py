@@ -372,12 +372,12 @@ def warn_if_failed(run: Path) -> None:
     for w in found:
         click.echo(f"warning: {run} failed a check: {w}", err=True)
     if m is not None:
-        warn_if_stale(run, m["epoch"])
+        warn_if_stale(run, m["epoch"], fresh=True)
 
 
-def warn_if_stale(run: Path, scored_epoch: int | None = None) -> None:
-    """A warning where the run's metrics.json (of scored_epoch; None: read it) is not the
-    finished run's: `report` leaves such scores out."""
+def warn_if_stale(run: Path, scored_epoch: int | None = None, fresh: bool = False) -> None:
+    """A warning where the run's metrics.json (of scored_epoch; None: read it; fresh: just
+    made) is not the finished run's: `report` leaves such scores out."""
     from kvae_bench import rundir
 
     if scored_epoch is None:
@@ -387,7 +387,7 @@ def warn_if_stale(run: Path, scored_epoch: int | None = None) -> None:
             scored_epoch = rundir.read_metrics(run)["epoch"]
         except UserError:
             return
-    stale = rundir.stale_reason(run, scored_epoch)
+    stale = rundir.stale_reason(run, scored_epoch, fresh)
     if stale:
         click.echo(f"warning: {run}: {stale}; `kvae-bench report` leaves these scores out",
                    err=True)
@@ -525,8 +525,9 @@ def benchmark_cmd(env, models, seeds, profile, out, executor, jobs, cpus_per_run
         outcome = run_grid(specs, runs_root, executor, jobs, device, cpus_per_run,
                            gpus_per_run, address, worker_dir, progress=progress())
     except KeyboardInterrupt:
-        click.echo(f"interrupted: finished runs are kept and each unfinished one keeps its last "
-                   f"epoch; rerun `{cmd}` to go on", err=True)
+        click.echo("interrupted: rerun the same command to go on (finished runs are skipped, "
+                   "the others resumed from their last epoch where their checkpoints are "
+                   "reachable)", err=True)
         raise
     for line in summary_lines(outcome):
         click.echo(line, err=True)

@@ -609,13 +609,20 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     previous = check_out_dir(out_dir, runs_dir)
     metrics, problems = load_runs(runs_dir)
     if not metrics:
-        detail = f" ({len(problems)} unreadable or not evaluated: {problems[0]})" \
-            if problems else ""
+        detail = f" ({len(problems)} left out: {problems[0]})" if problems else ""
         hint = "" if problems else " (--runs is the folder that holds run folders, e.g. " \
             "results/runs)"
         raise UserError(f"no readable run under {runs_dir}{detail}; nothing written{hint}")
     if not force:
-        check_no_runs_lost(previous, run_ids(metrics), out_dir)
+        try:
+            check_no_runs_lost(previous, run_ids(metrics), out_dir)
+        except UserError as e:  # say why runs are left out: --force is rarely the mend
+            scored = [p for p in problems if ": skipped, " in p or p.startswith("skipped: ")]
+            why = scored or problems  # runs with scores that were left out: likely the lost
+            if not why:
+                raise
+            more = f"; {len(why) - 1} more" if len(why) > 1 else ""
+            raise UserError(f"{e}. Left out this time: {why[0]}{more}") from None
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
     return out_dir, problems + [f"{name} failed a check: {w}" for name, w in warnings(metrics)]
 

@@ -13,7 +13,8 @@
                        (torch.load(weights_only=True) reads it); the only file that needs torch
     RUN/metrics.json   schema "kvae-bench/metrics" v2 (v1 still read): the benchmark's scores
     RUN/examples.npz   a few test sequences and their imputations, for the report's GIFs
-    RUN/.train.lock    while a process trains the run: held by it (flock), names it
+    RUN/.train.lock    while a process trains the run: held by it (flock), names it;
+                       removed when it stops (a killed one's is taken over)
     OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it
                        (and since the training checks, their "warnings")
     OUT/.kvae-bench-report  written before anything else: OUT is a report's folder
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import numbers
 import os
 import re
@@ -168,22 +170,53 @@ def logged_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
     return rows[-1]["epoch"], epochs
 
 
-def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None) -> str | None:
+def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
+                 fresh: bool = False) -> str | None:
     """Why a run's scores (of `scored_epoch`, None: no metrics.json) are not the finished
     run's, with the command that mends it; None where they are (or the config or log is
-    unreadable: their readers say so)."""
+    unreadable: their readers say so). `fresh`: the scores were just made from the checkpoint,
+    so a log ahead of them means the checkpoint lags it (stopped while saving)."""
     done = logged_progress(run_dir)
     if done is None:
         return None
     logged, epochs = done
-    if logged < epochs:
+    unfinished = logged < epochs
+    if not unfinished and (scored_epoch is None or scored_epoch >= logged):
+        return None
+    holder = training_holder(run_dir)
+    if holder:
+        return f"being trained by {holder}, epoch {logged} of {epochs} done"
+    resume = f"`kvae-bench train --resume --out {run_dir}`"
+    if unfinished:
         scored = "" if scored_epoch is None else f", scored at epoch {scored_epoch}"
-        return (f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with "
-                f"`kvae-bench train --resume --out {run_dir}`)")
-    if scored_epoch is not None and scored_epoch < logged:
-        return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} "
-                f"(score it again with `kvae-bench evaluate {run_dir}`)")
-    return None
+        return f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with {resume})"
+    if fresh:
+        return (f"its checkpoint is at epoch {scored_epoch} but its log reaches {logged} "
+                f"(stopped while saving): finish it with {resume}")
+    return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} (score it "
+            f"again with `kvae-bench evaluate {run_dir}`; should that score epoch "
+            f"{scored_epoch} again, finish it with {resume})")
+
+
+def training_holder(run_dir: str | os.PathLike) -> str | None:
+    """Who trains the run now ("pid N on HOST since T"), where a live process holds its lock;
+    None where none does (or locks do not exist here)."""
+    path = Path(run_dir) / LOCK
+    try:
+        import fcntl
+
+        f = open(path)
+    except (ImportError, OSError):
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
 
 
 def training_history(run_dir: str | os.PathLike, default_device: str = "") -> list[dict]:
@@ -220,12 +253,20 @@ def training_lock(run_dir: str | os.PathLike):
         f = open(path, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             f.seek(0)
             who = f.read().strip() or "another process"
             f.close()
             raise UserError(f"{run_dir} is being trained by {who}: wait for it to finish, or "
                             "stop it and resume") from None
+        except OSError as e:  # a file system without locks (some NFS or FUSE mounts)
+            f.close()
+            path.unlink(missing_ok=True)
+            logging.getLogger(__name__).warning(
+                "cannot lock %s (%s): nothing stops a second process training it at once",
+                run_dir, e.strerror or e)
+            yield
+            return
         try:  # the holder may have removed the file between our open and our lock
             if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
                 break

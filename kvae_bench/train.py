@@ -210,6 +210,9 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             raise UserError(f"cannot create {run_dir} ({e.strerror or e}): choose another "
                             "--out") from None
     with rundir.training_lock(run_dir):  # from here on this process owns the folder
+        if not resume and any(p.name != rundir.LOCK for p in run_dir.iterdir()):
+            raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
+                            "run there, or choose another --out")  # filled since the check
         if not resume:
             rundir.write_config(run_dir, {
                 "model": spec.name, "model_target": spec.target, "model_source": spec.source,

@@ -112,7 +112,8 @@ def physical_memory() -> int | None:
 
 def check_memory(sequences: int, steps: int, size: int, memory: int | None = None,
                  fraction: float = 0.5, what: str = "one worker's block",
-                 why: str = "it is held whole while it is simulated") -> None:
+                 why: str = "it is held whole while it is simulated",
+                 fix: str = "use fewer --steps") -> None:
     """ValueError, before any file is made, where `sequences` of `steps` frames of size x
     size bytes would not fit in `fraction` of this machine's memory."""
     memory = physical_memory() if memory is None else memory
@@ -121,8 +122,7 @@ def check_memory(sequences: int, steps: int, size: int, memory: int | None = Non
         raise ValueError(f"{what}, {sequences} sequences of {steps} frames of {size}x{size}, "
                          f"takes {need / 2**30:.1f} GiB, more than "
                          f"{'half of ' if fraction == 0.5 else ''}this machine's "
-                         f"{memory / 2**30:.0f} GiB of memory ({why}): use fewer sequences or "
-                         "--steps, or a smaller --size")
+                         f"{memory / 2**30:.0f} GiB of memory ({why}): {fix}")
 
 
 def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
@@ -175,9 +175,11 @@ def generate(out: str | os.PathLike, env: str, n_train: int | None = None,
         **({"preset": preset} if preset else {}),
     }
     counts = {"train": n_train, **({"val": n_val} if n_val else {}), "test": n_test}
-    check_memory(max(min(CHUNK, n) for n in counts.values()), steps, size)
+    check_memory(max(min(CHUNK, n) for n in counts.values()), steps, size,
+                 fix="use fewer --steps or a smaller --size")
     check_memory(max(counts.values()), steps, size, fraction=1, what="the largest split",
-                 why="training, `inspect` and `evaluate` load a split whole")
+                 why="training, `inspect` and `evaluate` load a split whole",
+                 fix="use fewer sequences or --steps, or a smaller --size")
     tasks = [(env, params_dict, seed, split, start, min(start + CHUNK, n), steps, preset)
              for split, n in counts.items() for start in range(0, n, CHUNK)]
     with h5io.Writer(out, attrs, overwrite=overwrite) as writer, \

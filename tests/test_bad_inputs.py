@@ -125,7 +125,7 @@ CASES = [
     ("train --data data/box.h5 --out runs/new --config data/box.h5", 1, "it is not UTF-8"),
     ("train --data data/box.h5 --out runs/new --set t_init=8", 1, "set t_init below 8"),
     (f"train --out {GOOD_RUN} --resume --set lr=0.001", 1, "lr would be recorded but never"),
-    ("generate --steps 100000000 --out data/x.h5", 1, "use fewer sequences or --steps"),
+    ("generate --steps 100000000 --out data/x.h5", 1, "use fewer --steps or a smaller --size"),
     ("generate --size 64 --param size=32 --out data/x.h5", 1, "give the size once"),
     ("train --data data/box.h5 --out runs/new --epochs 1 --set epochs=2", 1,
      "give the epochs once"),

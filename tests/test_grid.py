@@ -181,8 +181,24 @@ def test_a_run_folder_holding_other_files_stops_the_grid_before_any_work(tmp_pat
     assert r.exit_code == 1, r.output
     assert r.output.splitlines()[-1] == (
         f"Error: g/runs/{spec.name} holds files that are not a run (no config.json): move "
-        "them out of g/runs, or pass --out elsewhere")
+        "the folder aside, or pass --out elsewhere")
     assert [p.name for p in mine.parent.iterdir()] == ["notes.txt"]
+
+
+def test_a_grid_run_trained_past_the_grids_epochs_is_scored_not_refused(tmp_path,
+                                                                       monkeypatch):
+    """Stopped after training, before scoring, with more epochs than this grid asks: the grid
+    scores it (resume refuses fewer epochs than trained)."""
+    monkeypatch.chdir(tmp_path)
+    (spec,) = plan(["box"], ["ae_rnn"], [0], "smoke", progress=False)
+    run = tmp_path / "g" / "runs" / spec.name
+    longer = RunSpec(**{**spec.__dict__, "options": {**spec.options,
+                                                     "epochs": spec.options["epochs"] + 1}})
+    assert execute(longer, run, "cpu", 1, progress=False)["status"] == "done"
+    (run / "metrics.json").unlink()
+    result = execute(spec, run, "cpu", 1, progress=False)
+    assert result["status"] == "done", result
+    assert rundir.read_metrics(run)["epoch"] == spec.options["epochs"] + 1
 
 
 def test_profile_data_of_an_older_generator_is_not_reused(tmp_path, monkeypatch):

@@ -302,10 +302,31 @@ def test_unfinished_runs_and_scores_of_an_earlier_epoch_are_left_out_and_say_why
     assert "half_scored: skipped, training unfinished, epoch 3 of 10, scored at epoch 2" \
         in readme
     assert f"scored_early: skipped, metrics.json scores epoch 2, but the run trained 10 " \
-           f"(score it again with `kvae-bench evaluate {root / 'scored_early'}`)" in readme
+           f"(score it again with `kvae-bench evaluate {root / 'scored_early'}`; should that " \
+           f"score epoch 2 again, finish it with `kvae-bench train --resume --out " \
+           f"{root / 'scored_early'}`)" in readme
     assert f"{root / 'finished'}:" not in readme.split("## Skipped")[1]
     rows = [r for r in read_table(out) if r["model"] == "kvae" and r["metric"] == "hamming"]
     assert rows and all(r["n"] == "2" for r in rows)  # seed 0 and `finished`
+    # just scored from a checkpoint that lags its log (stopped while saving): resume, not
+    # evaluate again
+    assert rundir.stale_reason(root / "scored_early", 2, fresh=True) == (
+        f"its checkpoint is at epoch 2 but its log reaches 10 (stopped while saving): finish "
+        f"it with `kvae-bench train --resume --out {root / 'scored_early'}`")
+    # a run being trained is named as such, not sent to be resumed
+    with rundir.training_lock(root / "half"):
+        r = report(root, out)
+    assert r.exit_code == 0, r.output
+    assert f"half: being trained by pid {os.getpid()} on " in (out / "README.md").read_text()
+    # a published run whose scores went stale: the refusal says why it is left out
+    config = rundir.read_config(root / "finished")
+    config["train_config"]["epochs"] = 3  # resumed to a third epoch with --no-evaluate
+    rundir.write_config(root / "finished", config)
+    rundir.write_log(root / "finished", [{"epoch": e} for e in (1, 2, 3)])
+    r = report(root, out)
+    assert r.exit_code == 1 and "would be missing" in r.output
+    assert "Left out this time: " in r.output and "finished: skipped, metrics.json scores " \
+        "epoch 2, but the run trained 3" in r.output
 
 
 def test_report_and_help_never_import_torch(runs, tmp_path):

@@ -2,6 +2,7 @@
 every option explained."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,43 @@ def test_a_stop_whose_exception_a_finaliser_swallowed_still_stops_the_writer(tmp
     finally:
         runinfo.clear_stop()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_handler_records_the_stop_before_raising():
+    from kvae_bench import cli
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._stop(signal.SIGINT, None)
+        with pytest.raises(KeyboardInterrupt):  # raised again where the first was swallowed
+            runinfo.raise_if_stopped()
+    finally:
+        runinfo.clear_stop()
+    runinfo.raise_if_stopped()  # cleared: nothing raised
+
+
+def test_a_training_lock_held_elsewhere_refuses_and_a_killed_holders_is_taken_over(tmp_path):
+    from kvae_bench import rundir
+    from kvae_bench.errors import UserError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from kvae_bench import rundir\n"
+         f"with rundir.training_lock({str(tmp_path)!r}):\n"
+         "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert rundir.training_holder(tmp_path).startswith(f"pid {holder.pid} on ")
+        with pytest.raises(UserError, match=f"is being trained by pid {holder.pid} on "):
+            with rundir.training_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / ".train.lock").exists()  # left by the killed holder ...
+    assert rundir.training_holder(tmp_path) is None
+    with rundir.training_lock(tmp_path):  # ... and taken over
+        assert (tmp_path / ".train.lock").read_text().startswith(f"pid {os.getpid()} on ")
+    assert not (tmp_path / ".train.lock").exists()
 
 
 def test_a_killed_writers_partial_file_is_named_and_removed_by_the_next(tmp_path):
