@@ -617,7 +617,8 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
         try:
             check_no_runs_lost(previous, run_ids(metrics), out_dir)
         except UserError as e:  # say why runs are left out: --force is rarely the mend
-            scored = [p for p in problems if ": skipped, " in p or p.startswith("skipped: ")]
+            scored = [p for p in problems if ": skipped, " in p
+                      or p.startswith(("skipped: ", "excluded "))]
             why = scored or problems  # runs with scores that were left out: likely the lost
             if not why:
                 raise
