@@ -13,6 +13,8 @@
                        (torch.load(weights_only=True) reads it); the only file that needs torch
     RUN/metrics.json   schema "kvae-bench/metrics" v2 (v1 still read): the benchmark's scores
     RUN/examples.npz   a few test sequences and their imputations, for the report's GIFs
+    RUN/diverged.json  while training last stopped on non-finite steps: {epoch, bad_steps,
+                       utc}; removed once an epoch finishes again
     RUN/.train.lock    while a process trains the run: held by it (flock), names it;
                        removed when it stops (a killed one's is taken over)
     OUT/summary.json   schema "kvae-bench/summary" v1: a report's table and the runs behind it
@@ -41,9 +43,9 @@ import numpy as np
 from kvae_bench import runinfo
 from kvae_bench.errors import UserError
 
-CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK, LOCK = (
+CONFIG, LOG, CHECKPOINT, METRICS, EXAMPLES, SUMMARY, REPORT_MARK, LOCK, DIVERGED = (
     "config.json", "log.jsonl", "ckpt.pt", "metrics.json", "examples.npz", "summary.json",
-    ".kvae-bench-report", ".train.lock")
+    ".kvae-bench-report", ".train.lock", "diverged.json")
 SMALL_FILES = (CONFIG, LOG, METRICS, EXAMPLES)  # what a run publishes (never its checkpoint)
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._@+-]*")  # data set and model names: file names
 CONFIG_SCHEMA, CONFIG_VERSION = "kvae-bench/run-config", 2
@@ -187,6 +189,13 @@ def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
     if holder:
         return f"being trained by {holder}, epoch {logged} of {epochs} done"
     resume = f"`kvae-bench train --resume --out {run_dir}`"
+    diverged = divergence(run_dir) if unfinished else None
+    if diverged:
+        return (f"training diverged at epoch {diverged['epoch']} ({diverged['bad_steps']} "
+                f"non-finite steps in a row), epoch {logged} of {epochs} done: resuming with "
+                f"the same options repeats it; resume with others (`kvae-bench train "
+                f"--resume --out {run_dir} --set lr=...`) or exclude the run with an "
+                "EXCLUDED.md")
     if unfinished:
         scored = "" if scored_epoch is None else f", scored at epoch {scored_epoch}"
         return f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with {resume})"
@@ -196,6 +205,27 @@ def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
     return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} (score it "
             f"again with `kvae-bench evaluate {run_dir}`; should that score epoch "
             f"{scored_epoch} again, finish it with {resume})")
+
+
+def mark_diverged(run_dir: str | os.PathLike, epoch: int, bad_steps: int) -> None:
+    """Record that training stopped on `bad_steps` non-finite steps in a row in `epoch`
+    (from 1), for the report to say so."""
+    runinfo.atomic_write_json(Path(run_dir) / DIVERGED, {
+        "epoch": epoch, "bad_steps": bad_steps, "utc": runinfo.utc_now()})
+
+
+def clear_diverged(run_dir: str | os.PathLike) -> None:
+    (Path(run_dir) / DIVERGED).unlink(missing_ok=True)
+
+
+def divergence(run_dir: str | os.PathLike) -> dict | None:
+    """The record of mark_diverged, or None (none, or unreadable: the report says less)."""
+    try:
+        d = json.loads((Path(run_dir) / DIVERGED).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(d, dict) and all(isinstance(d.get(k), int) for k in ("epoch", "bad_steps"))
+    return d if ok else None
 
 
 def training_holder(run_dir: str | os.PathLike) -> str | None:

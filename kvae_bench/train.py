@@ -286,6 +286,7 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
                                              "optimizer": graphstep.portable_state(optimizer),
                                              "epoch": epoch + 1, "step": step})
+            rundir.clear_diverged(run_dir)  # past the epoch that diverged, if one did
             if progress:
                 shown = [k for k in ("elbo", "log_px") if f"test_{k}" in test_logs] or \
                     [k[len("test_"):] for k in list(test_logs)[:2]]
@@ -336,6 +337,7 @@ def _eager_epoch(model, optimizer, train_data, tcfg, plan, epoch, step, shuffle,
 
 
 def _diverged(bad_in_a_row: int, epoch: int, run_dir: Path):
+    rundir.mark_diverged(run_dir, epoch + 1, bad_in_a_row)
     last = (f"{run_dir} (epoch {rundir.checkpoint_epoch(run_dir)})"
             if rundir.has_checkpoint(run_dir) else "none (no epoch finished)")
     raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "

@@ -217,6 +217,13 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_data, tmp_path, mon
     with pytest.raises(UserError, match="non-finite steps in a row.*last good checkpoint"):
         train(tmp_path / "a", "kvae", tiny_data, {**opts, "epochs": 3},
               resume=True, progress=False, device="cpu")
+    # the report says it diverged (resuming alike repeats it), not merely "unfinished"
+    assert rundir.stale_reason(run, None).startswith(
+        "training diverged at epoch 2 (3 non-finite steps in a row), epoch 1 of 3 done: "
+        "resuming with the same options repeats it")
+    monkeypatch.setattr(KVAE, "loss", real_loss)  # mended: an epoch finishes, the record goes
+    train(run, None, None, {"epochs": 2}, resume=True, progress=False, device="cpu")
+    assert rundir.divergence(run) is None and rundir.stale_reason(run, None) is None
 
 
 @pytest.mark.slow
