@@ -89,6 +89,10 @@ def evaluate(run_dir: str | os.PathLike, device: str = "auto", batch_size: int =
     device = runinfo.choose_device(device)
     model, config, epoch, data_path = load_run(run_dir, device, data)
     history = rundir.training_history(run_dir, config.get("device", ""))
+    holder = rundir.training_holder(run_dir)
+    if holder:
+        raise UserError(f"{run_dir} is being trained by {holder}: evaluate it when training "
+                        "ends (`kvae-bench train` scores it then, unless --no-evaluate)")
     rundir.check_writable(run_dir)
     test = VideoSplit(data_path, "test")
     if test.frames.shape[1] <= N_OBSERVED:

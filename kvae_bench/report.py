@@ -21,6 +21,7 @@ import csv
 import io
 import logging
 import os
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +63,15 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             except UserError as e:  # a foreign or damaged config.json: not a run to evaluate
                 problems.append(f"skipped: {e}")
                 continue
+            evaluate = f"kvae-bench evaluate {shlex.quote(str(run))}"
             problems.append(f"{run}: " + (rundir.stale_reason(run, None) or
-                                          f"no metrics.json (run `kvae-bench evaluate {run}`)"))
+                                          f"no metrics.json (run `{evaluate}`)"))
             continue
         try:
             m = rundir.read_metrics(run)
         except UserError as e:
             problems.append(f"skipped: {e} (score the run again with `kvae-bench evaluate "
-                            f"{run}`)")
+                            f"{shlex.quote(str(run))}`)")
             continue
         stale = rundir.stale_reason(run, m["epoch"])
         if stale:  # scores of a run that is not finished, or of an earlier epoch
@@ -609,7 +611,8 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     previous = check_out_dir(out_dir, runs_dir)
     metrics, problems = load_runs(runs_dir)
     if not metrics:
-        detail = f" ({len(problems)} left out: {problems[0]})" if problems else ""
+        more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+        detail = f" ({len(problems)} left out: {problems[0]}{more})" if problems else ""
         hint = "" if problems else " (--runs is the folder that holds run folders, e.g. " \
             "results/runs)"
         raise UserError(f"no readable run under {runs_dir}{detail}; nothing written{hint}")

@@ -35,6 +35,7 @@ import logging
 import numbers
 import os
 import re
+import shlex
 import socket
 from pathlib import Path
 
@@ -161,15 +162,15 @@ def write_log(run_dir: str | os.PathLike, rows: list[dict]) -> None:
 
 
 def logged_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
-    """(last logged epoch, epochs the config asks for), or None where either is unknown (no
-    epoch logged) or unreadable: a run whose log stops short of its epochs is unfinished."""
+    """(last logged epoch, 0 with none, and the epochs the config asks for), or None where
+    unknown or unreadable: a run whose log stops short of its epochs is unfinished."""
     try:
         rows, epochs = read_log(run_dir), read_config(run_dir)["train_config"].get("epochs")
     except RunFormatError:
         return None
-    if not rows or not isinstance(epochs, int) or isinstance(epochs, bool):
+    if not isinstance(epochs, int) or isinstance(epochs, bool):
         return None
-    return rows[-1]["epoch"], epochs
+    return (rows[-1]["epoch"] if rows else 0), epochs
 
 
 def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
@@ -182,28 +183,35 @@ def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
     if done is None:
         return None
     logged, epochs = done
+    cmd_dir = shlex.quote(str(run_dir))  # as typed into a shell
+    if logged == 0 and scored_epoch is not None:
+        return None  # scores but no log (e.g. copied without it): nothing to compare
     unfinished = logged < epochs
-    if not unfinished and (scored_epoch is None or scored_epoch >= logged):
+    if not unfinished and (scored_epoch is None or scored_epoch == logged):
         return None
     holder = training_holder(run_dir)
     if holder:
         return f"being trained by {holder}, epoch {logged} of {epochs} done"
-    resume = f"`kvae-bench train --resume --out {run_dir}`"
+    resume = f"`kvae-bench train --resume --out {cmd_dir}`"
     diverged = divergence(run_dir) if unfinished else None
     if diverged:
         return (f"training diverged at epoch {diverged['epoch']} ({diverged['bad_steps']} "
                 f"non-finite steps in a row), epoch {logged} of {epochs} done: resuming with "
                 f"the same options repeats it; resume with others (`kvae-bench train "
-                f"--resume --out {run_dir} --set lr=...`) or exclude the run with an "
+                f"--resume --out {cmd_dir} --set lr=...`) or exclude the run with an "
                 "EXCLUDED.md")
     if unfinished:
         scored = "" if scored_epoch is None else f", scored at epoch {scored_epoch}"
         return f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with {resume})"
+    if scored_epoch > logged:
+        return (f"metrics.json scores epoch {scored_epoch}, but the log ends at epoch {logged} "
+                f"(the run was trained again since): score it again with `kvae-bench "
+                f"evaluate {cmd_dir}`")
     if fresh:
         return (f"its checkpoint is at epoch {scored_epoch} but its log reaches {logged} "
                 f"(stopped while saving): finish it with {resume}")
     return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} (score it "
-            f"again with `kvae-bench evaluate {run_dir}`; should that score epoch "
+            f"again with `kvae-bench evaluate {cmd_dir}`; should that score epoch "
             f"{scored_epoch} again, finish it with {resume})")
 
 
@@ -280,7 +288,11 @@ def training_lock(run_dir: str | os.PathLike):
         return
     path = Path(run_dir) / LOCK
     while True:
-        f = open(path, "a+")
+        try:
+            f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+        except OSError as e:  # a link, or not writable
+            raise UserError(f"cannot take the training lock {path} ({e.strerror or e}): "
+                            "remove it if it is not a plain file") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -181,7 +181,7 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
     else:
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"{run_dir} is a file, not a folder: choose another --out")
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(p.name != rundir.LOCK for p in run_dir.iterdir()):
             raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
                             "run there, or choose another --out")
         spec, data_path = model_spec(model_name or models.DEFAULT), Path(data_path
@@ -236,9 +236,15 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                 raise UserError(f"{run_dir}: the checkpoint does not fit the {spec.name} model of "
                                 "this code version: start a new run with another --out") from None
             start_epoch, step = ckpt["epoch"], ckpt["step"]
+        logged = rundir.read_log(run_dir)
         if resume:
+            if logged and not rundir.has_checkpoint(run_dir):
+                raise UserError(f"{run_dir} has {len(logged)} logged epochs but no checkpoint "
+                                "(ckpt.pt; published runs keep none): resuming would start "
+                                "over and discard them; train a new run with another --out")
             _check_resumable(run_dir, start_epoch, tcfg.epochs, changes)
-        log_rows = [r for r in rundir.read_log(run_dir) if r["epoch"] <= start_epoch]
+        log_rows = [r for r in logged if r["epoch"] <= start_epoch]
+        new_config = None  # written once an epoch has trained with it (or none is left)
         if resume:  # only now that the checkpoint and the log are known good
             data_now = str(Path(data_path).resolve())
             if data_now != saved["data"]:
@@ -250,8 +256,13 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                 saved.setdefault("changes", []).append({
                     "at_epoch": start_epoch, "utc": runinfo.utc_now(),
                     "changed": {k: new for k, (_, new) in changes.items()}})
-                rundir.write_config(run_dir, saved)
+                new_config = saved
+            gave_up = rundir.divergence(run_dir)
+            if gave_up and gave_up["epoch"] > tcfg.epochs:  # ends before the epoch that did
+                rundir.clear_diverged(run_dir)
         rundir.write_log(run_dir, log_rows)
+        if new_config is not None and start_epoch >= tcfg.epochs:
+            rundir.write_config(run_dir, new_config)  # nothing to train: epochs or data only
 
         steps_per_epoch = max(1, len(train_data) // tcfg.batch_size)
         graphs = _GraphRunner(model, optimizer, train_data, tcfg, device) \
@@ -281,6 +292,9 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
                    **train_logs, **test_logs, "seconds": round(time.time() - t0, 2),
                    "device": device, "step_mode": "cuda-graph" if graphs is not None else "eager"}
             runinfo.raise_if_stopped()  # a stop swallowed mid-epoch: write nothing more
+            if new_config is not None:  # this epoch trained with the changed options
+                rundir.write_config(run_dir, new_config)
+                new_config = None
             log_rows.append(row)
             rundir.write_log(run_dir, log_rows)
             rundir.save_checkpoint(run_dir, {"model": model.state_dict(),
@@ -340,8 +354,10 @@ def _diverged(bad_in_a_row: int, epoch: int, run_dir: Path):
     rundir.mark_diverged(run_dir, epoch + 1, bad_in_a_row)
     last = (f"{run_dir} (epoch {rundir.checkpoint_epoch(run_dir)})"
             if rundir.has_checkpoint(run_dir) else "none (no epoch finished)")
-    raise TrainingDiverged(f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}; "
-                           f"last good checkpoint: {last}")
+    steps = "step" if bad_in_a_row == 1 else "steps"
+    raise TrainingDiverged(f"{bad_in_a_row} non-finite {steps} in a row at epoch {epoch + 1}; "
+                           f"last good checkpoint: {last}; resume it with a lower learning "
+                           "rate (`--resume --set lr=...`) or a smaller grad_clip")
 
 
 def _wants_graph(tcfg: TrainConfig, device: str) -> bool:

@@ -128,6 +128,14 @@ def test_a_training_lock_held_elsewhere_refuses_and_a_killed_holders_is_taken_ov
     with rundir.training_lock(tmp_path):  # ... and taken over
         assert (tmp_path / ".train.lock").read_text().startswith(f"pid {os.getpid()} on ")
     assert not (tmp_path / ".train.lock").exists()
+    # a link in its place is refused, never written through
+    victim = tmp_path / "notes.txt"
+    victim.write_text("mine")
+    (tmp_path / ".train.lock").symlink_to(victim)
+    with pytest.raises(UserError, match="cannot take the training lock"):
+        with rundir.training_lock(tmp_path):
+            pass
+    assert victim.read_text() == "mine"
 
 
 def test_a_killed_writers_partial_file_is_named_and_removed_by_the_next(tmp_path):

@@ -151,12 +151,42 @@ def test_resume_takes_the_saved_options_and_reports_changes(tiny_data, tmp_path,
     r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
     assert r.exit_code == 0 and "training unfinished, epoch 3 of 5" in r.output, r.output
 
+    # options given on a resume are recorded once an epoch has trained with them: a resume
+    # stopped before that leaves config.json as it was
+    import kvae_bench.train as trainer
+
+    saved = (out / "config.json").read_bytes()
+
+    def stop_in_the_epoch(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_epoch = trainer._eager_epoch
+    trainer._eager_epoch = stop_in_the_epoch
+    try:
+        r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--set",
+                                      "lr=0.001", "--device", "cpu", "--no-evaluate"])
+    finally:
+        trainer._eager_epoch = real_epoch
+    assert r.exit_code == 1 and "interrupted:" in r.output, r.output
+    assert (out / "config.json").read_bytes() == saved
+    # evaluating while another process trains the run: refused before any work
+    with rundir.training_lock(out):
+        r = CliRunner().invoke(main, ["evaluate", str(out), "--device", "cpu"])
+    assert r.exit_code == 1 and "is being trained by pid" in r.output, r.output
+    # a run without its checkpoint (as published) cannot be resumed: it would start over
+    (out / "ckpt.pt").unlink()
+    r = CliRunner().invoke(main, ["train", "--out", str(out), "--resume", "--epochs", "6",
+                                  "--device", "cpu", "--no-evaluate"])
+    assert r.exit_code == 1 and "has 3 logged epochs but no checkpoint" in r.output, r.output
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+
 
 def test_an_interrupted_training_says_how_to_continue(tmp_path, monkeypatch):
     import kvae_bench.train
 
     def stopped(out, *args, **kwargs):  # Ctrl-C after the first epoch's checkpoint
         out.mkdir()
+        (out / "config.json").write_text("{}")
         (out / "ckpt.pt").write_bytes(b"")
         raise KeyboardInterrupt
 
@@ -217,13 +247,20 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_data, tmp_path, mon
     with pytest.raises(UserError, match="non-finite steps in a row.*last good checkpoint"):
         train(tmp_path / "a", "kvae", tiny_data, {**opts, "epochs": 3},
               resume=True, progress=False, device="cpu")
-    # the report says it diverged (resuming alike repeats it), not merely "unfinished"
-    assert rundir.stale_reason(run, None).startswith(
-        "training diverged at epoch 2 (3 non-finite steps in a row), epoch 1 of 3 done: "
+    # the extension never trained an epoch: config.json still says 1, the run is as it was
+    assert rundir.read_config(run)["train_config"]["epochs"] == 1
+    # a run that diverges in its first epoch: the report says so (resuming alike repeats
+    # it), not merely "unfinished"
+    with pytest.raises(UserError, match="3 non-finite steps in a row at epoch 1"):
+        train(tmp_path / "b", "kvae", tiny_data, {**opts, "epochs": 2}, progress=False,
+              device="cpu")
+    assert rundir.stale_reason(tmp_path / "b", None).startswith(
+        "training diverged at epoch 1 (3 non-finite steps in a row), epoch 0 of 2 done: "
         "resuming with the same options repeats it")
     monkeypatch.setattr(KVAE, "loss", real_loss)  # mended: an epoch finishes, the record goes
-    train(run, None, None, {"epochs": 2}, resume=True, progress=False, device="cpu")
-    assert rundir.divergence(run) is None and rundir.stale_reason(run, None) is None
+    train(tmp_path / "b", None, None, {}, resume=True, progress=False, device="cpu")
+    assert rundir.divergence(tmp_path / "b") is None
+    assert rundir.stale_reason(tmp_path / "b", None) is None
 
 
 @pytest.mark.slow
