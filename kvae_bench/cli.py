@@ -343,14 +343,12 @@ def train(model, data, epochs, seed, out, config_file, sets, device, resume, the
         path = run(out, model, data, options, seed=seed, device=device, resume=resume,
                    progress=progress())
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM through _stop
-        import shlex
-
         from kvae_bench import rundir
 
         if rundir.is_run(out):
             kept = "its last finished epoch" if rundir.has_checkpoint(out) else "no epoch yet"
-            click.echo(f"interrupted: {out} keeps {kept}; continue with `kvae-bench train "
-                       f"--resume --out {shlex.quote(str(out))}`", err=True)
+            click.echo(f"interrupted: {out} keeps {kept}; continue with "
+                       f"{rundir.resume_command(out)}", err=True)
         raise
     click.echo(f"trained in {path}: see {path / 'log.jsonl'}")
     if then_evaluate:

@@ -21,7 +21,6 @@ import csv
 import io
 import logging
 import os
-import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,15 +62,14 @@ def load_runs(runs_dir: Path) -> tuple[list[dict], list[str]]:
             except UserError as e:  # a foreign or damaged config.json: not a run to evaluate
                 problems.append(f"skipped: {e}")
                 continue
-            evaluate = f"kvae-bench evaluate {shlex.quote(str(run))}"
             problems.append(f"{run}: " + (rundir.stale_reason(run, None) or
-                                          f"no metrics.json (run `{evaluate}`)"))
+                                          f"no metrics.json (run {rundir.evaluate_command(run)})"))
             continue
         try:
             m = rundir.read_metrics(run)
         except UserError as e:
-            problems.append(f"skipped: {e} (score the run again with `kvae-bench evaluate "
-                            f"{shlex.quote(str(run))}`)")
+            problems.append(f"skipped: {e} (score the run again with "
+                            f"{rundir.evaluate_command(run)})")
             continue
         stale = rundir.stale_reason(run, m["epoch"])
         if stale:  # scores of a run that is not finished, or of an earlier epoch
@@ -611,8 +609,7 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
     previous = check_out_dir(out_dir, runs_dir)
     metrics, problems = load_runs(runs_dir)
     if not metrics:
-        more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
-        detail = f" ({len(problems)} left out: {problems[0]}{more})" if problems else ""
+        detail = f" ({len(problems)} left out: {_first_of(problems)})" if problems else ""
         hint = "" if problems else " (--runs is the folder that holds run folders, e.g. " \
             "results/runs)"
         raise UserError(f"no readable run under {runs_dir}{detail}; nothing written{hint}")
@@ -625,10 +622,14 @@ def report(runs_dir: str | os.PathLike = "results/runs", out_dir: str | os.PathL
             why = scored or problems  # runs with scores that were left out: likely the lost
             if not why:
                 raise
-            more = f"; {len(why) - 1} more" if len(why) > 1 else ""
-            raise UserError(f"{e}. Left out this time: {why[0]}{more}") from None
+            raise UserError(f"{e}. Left out this time: {_first_of(why)}") from None
     write_report(out_dir, tidy(metrics), metrics, problems, commands or ["kvae-bench report"])
     return out_dir, problems + [f"{name} failed a check: {w}" for name, w in warnings(metrics)]
+
+
+def _first_of(items: list[str]) -> str:
+    """The first item, and how many more there are."""
+    return items[0] + (f"; {len(items) - 1} more" if len(items) > 1 else "")
 
 
 def warnings(metrics: list[dict]) -> list[tuple[str, str]]:

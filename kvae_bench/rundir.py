@@ -173,6 +173,16 @@ def logged_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
     return (rows[-1]["epoch"] if rows else 0), epochs
 
 
+def evaluate_command(run_dir: str | os.PathLike) -> str:
+    """The command that scores a run, as typed into a shell (quoted)."""
+    return f"`kvae-bench evaluate {shlex.quote(str(run_dir))}`"
+
+
+def resume_command(run_dir: str | os.PathLike, extra: str = "") -> str:
+    """The command that continues a run, as typed into a shell (quoted)."""
+    return f"`kvae-bench train --resume --out {shlex.quote(str(run_dir))}{extra}`"
+
+
 def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
                  fresh: bool = False) -> str | None:
     """Why a run's scores (of `scored_epoch`, None: no metrics.json) are not the finished
@@ -183,7 +193,6 @@ def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
     if done is None:
         return None
     logged, epochs = done
-    cmd_dir = shlex.quote(str(run_dir))  # as typed into a shell
     if logged == 0 and scored_epoch is not None:
         return None  # scores but no log (e.g. copied without it): nothing to compare
     unfinished = logged < epochs
@@ -192,26 +201,26 @@ def stale_reason(run_dir: str | os.PathLike, scored_epoch: int | None,
     holder = training_holder(run_dir)
     if holder:
         return f"being trained by {holder}, epoch {logged} of {epochs} done"
-    resume = f"`kvae-bench train --resume --out {cmd_dir}`"
+    resume = resume_command(run_dir)
     diverged = divergence(run_dir) if unfinished else None
     if diverged:
         return (f"training diverged at epoch {diverged['epoch']} ({diverged['bad_steps']} "
                 f"non-finite steps in a row), epoch {logged} of {epochs} done: resuming with "
-                f"the same options repeats it; resume with others (`kvae-bench train "
-                f"--resume --out {cmd_dir} --set lr=...`) or exclude the run with an "
+                f"the same options repeats it; resume with others "
+                f"({resume_command(run_dir, ' --set lr=...')}) or exclude the run with an "
                 "EXCLUDED.md")
     if unfinished:
         scored = "" if scored_epoch is None else f", scored at epoch {scored_epoch}"
         return f"training unfinished, epoch {logged} of {epochs}{scored} (finish it with {resume})"
     if scored_epoch > logged:
         return (f"metrics.json scores epoch {scored_epoch}, but the log ends at epoch {logged} "
-                f"(the run was trained again since): score it again with `kvae-bench "
-                f"evaluate {cmd_dir}`")
+                f"(the run was trained again since): score it again with "
+                f"{evaluate_command(run_dir)}")
     if fresh:
         return (f"its checkpoint is at epoch {scored_epoch} but its log reaches {logged} "
                 f"(stopped while saving): finish it with {resume}")
     return (f"metrics.json scores epoch {scored_epoch}, but the run trained {logged} (score it "
-            f"again with `kvae-bench evaluate {cmd_dir}`; should that score epoch "
+            f"again with {evaluate_command(run_dir)}; should that score epoch "
             f"{scored_epoch} again, finish it with {resume})")
 
 

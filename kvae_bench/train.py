@@ -181,9 +181,8 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
     else:
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"{run_dir} is a file, not a folder: choose another --out")
-        if run_dir.exists() and any(p.name != rundir.LOCK for p in run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
-                            "run there, or choose another --out")
+        if run_dir.exists():
+            _check_empty(run_dir)
         spec, data_path = model_spec(model_name or models.DEFAULT), Path(data_path
                                                                          or DEFAULT_DATA)
         seed = 0 if seed is None else seed
@@ -210,10 +209,8 @@ def train(run_dir: str | os.PathLike, model_name: str | None = None,
             raise UserError(f"cannot create {run_dir} ({e.strerror or e}): choose another "
                             "--out") from None
     with rundir.training_lock(run_dir):  # from here on this process owns the folder
-        if not resume and any(p.name != rundir.LOCK for p in run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a "
-                            "run there, or choose another --out")  # filled since the check
         if not resume:
+            _check_empty(run_dir)  # again: another process may have filled it since
             rundir.write_config(run_dir, {
                 "model": spec.name, "model_target": spec.target, "model_source": spec.source,
                 "model_config": model_opts, "train_config": dataclasses.asdict(tcfg),
@@ -449,6 +446,13 @@ def _resume_options(saved: dict, spec, model_name, data_path, options: dict, see
     changes = {k: (merged.get(k), v) for k, v in train_opts.items() if merged.get(k) != v}
     merged.update(train_opts)
     return locate_data(saved, data_path), saved["seed"], merged, changes
+
+
+def _check_empty(run_dir: Path) -> None:
+    """A new run's folder holds nothing (but a lock file a dead process left)."""
+    if any(p.name != rundir.LOCK for p in run_dir.iterdir()):
+        raise UserError(f"{run_dir} exists and is not empty: pass --resume to continue a run "
+                        "there, or choose another --out")
 
 
 def _check_resumable(run_dir: Path, done: int, epochs: int, changes: dict) -> None:
